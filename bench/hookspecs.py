@@ -1,0 +1,30 @@
+"""The hooks a patchbench plugin can implement.
+
+A plugin is a module (or object) with functions named after these specs and
+marked ``@hookimpl``. Built-in methods use exactly the same hooks as outside
+plugins, loaded from the ``patchbench`` entry-point group or ``--plugin``.
+"""
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("patchbench")
+hookimpl = pluggy.HookimplMarker("patchbench")
+
+
+@hookspec
+def patchbench_add_options(parser):
+    """Add command-line flags for your methods.
+
+    ``parser`` is the ``argparse.ArgumentParser`` of ``bench.py``; use
+    ``parser.add_argument_group(name)`` and long option names prefixed with
+    your method's name. The parsed values reach ``AnomalyMethod.from_config``.
+    """
+
+
+@hookspec
+def patchbench_methods():
+    """Return a list of method classes (subclasses of ``methods.base.AnomalyMethod``).
+
+    Each class has a unique ``name`` (what ``--methods`` selects), the backbone
+    ``layers`` it needs, ``from_config(options)``, ``fit`` and ``predict``.
+    """

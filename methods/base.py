@@ -1,0 +1,74 @@
+"""What a method sees (features) and what it hands back (scores and maps).
+
+A method is a class shaped like a scikit-learn estimator: hyper-parameters in
+``__init__``, ``fit`` builds state in attributes whose names end in ``_``,
+``predict`` returns scores. It never touches images, masks, metrics or timing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar, Mapping
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class FeatureSet:
+    """Backbone features of one split of one category.
+
+    ``layers`` maps a layer name (``layer1``..``layer3``: ``[N, C, h, w]``;
+    ``avgpool``: ``[N, C]``) to a float32 array. ``image_size`` is the
+    ``(H, W)`` of the network input, the size anomaly maps are returned at.
+    """
+
+    layers: Mapping[str, np.ndarray]
+    image_size: tuple[int, int]
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.layers[name]
+
+    def __len__(self) -> int:
+        return len(next(iter(self.layers.values())))
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """``scores``: ``[N]`` image anomaly scores; ``maps``: ``[N, H, W]`` pixel anomaly maps."""
+
+    scores: np.ndarray
+    maps: np.ndarray
+
+
+class AnomalyMethod:
+    """Base class for method plugins. Subclasses set ``name`` and ``layers``.
+
+    ``from_config`` builds the method from the run's options (an
+    ``argparse.Namespace`` that carries ``seed`` and every flag plugins added);
+    override it to read your own flags.
+    """
+
+    name: ClassVar[str] = ""
+    layers: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def from_config(cls, options) -> "AnomalyMethod":
+        return cls()
+
+    def fit(self, features: FeatureSet) -> "AnomalyMethod":
+        raise NotImplementedError
+
+    def predict(self, features: FeatureSet) -> Prediction:
+        raise NotImplementedError
+
+    def fitted_state(self) -> dict[str, np.ndarray]:
+        """Fitted arrays by name: every public attribute ending in ``_`` that is an array."""
+        return {
+            key: value
+            for key, value in vars(self).items()
+            if key.endswith("_") and not key.startswith("_") and isinstance(value, np.ndarray)
+        }
+
+    def model_size_bytes(self) -> int:
+        """Bytes the fitted model keeps (memory bank, Gaussians, gallery)."""
+        return int(sum(array.nbytes for array in self.fitted_state().values()))

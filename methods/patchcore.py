@@ -1,0 +1,143 @@
+"""PatchCore (Roth et al., "Towards Total Recall in Industrial Anomaly Detection", CVPR 2022).
+
+1. Locally aware patch features: layer2 and layer3 of the backbone, each
+   averaged over its 3x3 neighbourhood (stride 1, zero padding 1), layer3
+   resized bilinearly to layer2's grid, the two concatenated per position.
+2. Memory bank: a greedy k-center coreset of all training patch features,
+   ``coreset_ratio`` of them, selected on a seeded random projection.
+3. Patch score: distance of each test patch to its nearest bank entry.
+4. Image score (Eq. 7): the largest patch score s*, re-weighted by how isolated
+   its nearest bank entry m* is: ``s = (1 - softmax(d)[0]) * s*`` where ``d``
+   holds the distances from that test patch to m* and to m*'s other b-1
+   nearest bank entries.
+5. Anomaly map: the patch-score grid upsampled to the input size, Gaussian
+   blur with sigma 4.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.ndimage import uniform_filter
+
+from bench.hookspecs import hookimpl
+from methods.base import AnomalyMethod, FeatureSet, Prediction
+from methods.coreset import greedy_coreset
+from methods.maps import anomaly_map, resize_bilinear
+from methods.nearest import nearest_neighbors
+
+
+def local_average(x: np.ndarray) -> np.ndarray:
+    """3x3 average over each position of ``[N, C, h, w]``, zeros beyond the border, divided by 9."""
+    return uniform_filter(x, size=(1, 1, 3, 3), mode="constant", cval=0.0)
+
+
+def patch_embedding(features: FeatureSet) -> np.ndarray:
+    """layer2 and layer3 -> ``[N, h2, w2, C2 + C3]`` locally aware patch features."""
+    layer2 = local_average(features["layer2"])
+    layer3 = resize_bilinear(local_average(features["layer3"]), layer2.shape[-2:])
+    return np.concatenate([layer2, layer3], axis=1).transpose(0, 2, 3, 1).astype(np.float32)
+
+
+def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Softmax that cannot overflow: the largest entry is subtracted first."""
+    z = np.exp(x - x.max(axis=axis, keepdims=True))
+    return z / z.sum(axis=axis, keepdims=True)
+
+
+def reweighted_image_scores(
+    patches: np.ndarray,
+    patch_scores: np.ndarray,
+    nearest: np.ndarray,
+    bank: np.ndarray,
+    num_neighbors: int,
+) -> np.ndarray:
+    """The paper's Eq. 7 image score.
+
+    patches: ``[N, P, D]`` test patch features; patch_scores, nearest: ``[N, P]``
+    distance to and index of each patch's nearest bank entry; bank: ``[K, D]``.
+    Returns ``[N]``.
+    """
+    rows = np.arange(len(patches))
+    worst = patch_scores.argmax(axis=1)
+    s_star = patch_scores[rows, worst]
+    if num_neighbors <= 1:
+        return s_star
+    m_star = nearest[rows, worst]
+    b = min(num_neighbors, len(bank))
+    _, support = nearest_neighbors(bank[m_star], bank, k=b)  # [N, b]
+    # m* itself leads the support set even if the bank holds duplicates of it.
+    others = np.array([[j for j in row if j != m][: b - 1] for row, m in zip(support, m_star)])
+    support = np.concatenate([m_star[:, None], others.reshape(len(m_star), b - 1)], axis=1)
+    test_patch = patches[rows, worst]  # [N, D]
+    d = np.linalg.norm(bank[support] - test_patch[:, None, :], axis=2)  # [N, b]
+    return (1.0 - softmax(d, axis=1)[:, 0]) * s_star
+
+
+class PatchCore(AnomalyMethod):
+    """Memory bank of nominal patch features, scored by nearest-neighbour distance."""
+
+    name = "patchcore"
+    layers = ("layer2", "layer3")
+
+    def __init__(
+        self,
+        coreset_ratio: float = 0.1,
+        num_neighbors: int = 9,
+        projection_dim: int = 128,
+        seed: int = 0,
+    ):
+        self.coreset_ratio = coreset_ratio
+        self.num_neighbors = num_neighbors
+        self.projection_dim = projection_dim
+        self.seed = seed
+
+    @classmethod
+    def from_config(cls, options) -> "PatchCore":
+        return cls(
+            coreset_ratio=options.coreset_ratio,
+            num_neighbors=options.num_neighbors,
+            seed=options.seed,
+        )
+
+    def fit(self, features: FeatureSet) -> "PatchCore":
+        patches = patch_embedding(features)
+        patches = patches.reshape(-1, patches.shape[-1])
+        n_select = max(1, int(round(len(patches) * self.coreset_ratio)))
+        if self.coreset_ratio >= 1.0:
+            self.memory_bank_ = patches
+        else:
+            chosen = greedy_coreset(
+                patches, n_select, projection_dim=self.projection_dim, seed=self.seed
+            )
+            self.memory_bank_ = patches[chosen]
+        return self
+
+    def predict(self, features: FeatureSet) -> Prediction:
+        patches = patch_embedding(features)
+        n, h, w, d = patches.shape
+        patches = patches.reshape(n, h * w, d)
+        dist, idx = nearest_neighbors(patches.reshape(-1, d), self.memory_bank_, k=1)
+        patch_scores = dist.reshape(n, h * w)
+        scores = reweighted_image_scores(
+            patches, patch_scores, idx.reshape(n, h * w), self.memory_bank_, self.num_neighbors
+        )
+        maps = anomaly_map(patch_scores.reshape(n, h, w), features.image_size)
+        return Prediction(scores=scores.astype(np.float64), maps=maps)
+
+
+@hookimpl
+def patchbench_add_options(parser):
+    group = parser.add_argument_group("patchcore")
+    group.add_argument(
+        "--coreset-ratio", type=float, default=0.1,
+        help="fraction of training patch features kept in PatchCore's memory bank (default 0.1)",
+    )
+    group.add_argument(
+        "--num-neighbors", type=int, default=9,
+        help="b in PatchCore's re-weighted image score, Eq. 7 (default 9; 1 = plain max)",
+    )
+
+
+@hookimpl
+def patchbench_methods():
+    return [PatchCore]

@@ -1,0 +1,103 @@
+"""PatchCore's patch scores, image scores and memory bank against brute force written here."""
+
+import numpy as np
+import pytest
+
+from methods.base import FeatureSet
+from methods.coreset import greedy_coreset
+from methods.maps import anomaly_map
+from methods.patchcore import PatchCore, patch_embedding
+
+
+def random_features(n, seed, size=(32, 32)):
+    rng = np.random.default_rng(seed)
+    return FeatureSet(
+        {
+            "layer2": rng.normal(size=(n, 6, 8, 8)).astype(np.float32),
+            "layer3": rng.normal(size=(n, 10, 4, 4)).astype(np.float32),
+        },
+        image_size=size,
+    )
+
+
+def loop_average(x):
+    """3x3 mean with zero padding, counting the padding (PyTorch AvgPool2d(3, 1, 1))."""
+    padded = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    out = np.zeros_like(x)
+    for dy in range(3):
+        for dx in range(3):
+            out += padded[:, :, dy : dy + x.shape[2], dx : dx + x.shape[3]]
+    return out / 9.0
+
+
+def test_patch_embedding_is_pooled_layer2_and_resized_layer3():
+    import paddle
+    import paddle.nn.functional as F
+
+    f = random_features(2, 0)
+    emb = patch_embedding(f)
+    assert emb.shape == (2, 8, 8, 16)
+    np.testing.assert_allclose(emb[..., :6], loop_average(f["layer2"]).transpose(0, 2, 3, 1), atol=1e-5)
+    l3 = F.interpolate(paddle.to_tensor(loop_average(f["layer3"])), size=(8, 8), mode="bilinear",
+                       align_corners=False).numpy()
+    np.testing.assert_allclose(emb[..., 6:], l3.transpose(0, 2, 3, 1), atol=1e-5)
+
+
+def brute_scores(patches, bank, b):
+    """Per test image: all patch-to-bank distances, then Eq. 7 by the book."""
+    scores, grids = [], []
+    for p in patches.astype(np.float64):
+        d = np.linalg.norm(p[:, None, :] - bank[None, :, :], axis=2)  # [P, K]
+        patch_scores = d.min(axis=1)
+        worst = patch_scores.argmax()
+        m_star = d[worst].argmin()
+        to_m = np.linalg.norm(bank - bank[m_star], axis=1)
+        support = np.argsort(to_m, kind="stable")[:b]
+        dist = d[worst, support]
+        soft = np.exp(dist) / np.exp(dist).sum()
+        scores.append((1 - soft[0]) * patch_scores[worst])
+        grids.append(patch_scores)
+    return np.array(scores), np.array(grids)
+
+
+@pytest.mark.parametrize("num_neighbors", [1, 3, 9])
+def test_scores_and_maps_match_brute_force(num_neighbors):
+    train, test = random_features(5, 1), random_features(3, 2)
+    model = PatchCore(coreset_ratio=0.25, num_neighbors=num_neighbors, seed=0).fit(train)
+    bank = model.memory_bank_.astype(np.float64)
+    assert bank.shape == (80, 16)  # 25% of 5 * 8 * 8 patches
+
+    pred = model.predict(test)
+    patches = patch_embedding(test).reshape(3, 64, 16)
+    ref_scores, ref_grids = brute_scores(patches, bank, num_neighbors)
+    if num_neighbors == 1:
+        ref_scores = ref_grids.max(axis=1)
+    np.testing.assert_allclose(pred.scores, ref_scores, rtol=1e-4)
+    np.testing.assert_allclose(pred.maps, anomaly_map(ref_grids.reshape(3, 8, 8), (32, 32)), rtol=1e-4, atol=1e-4)
+    assert pred.maps.shape == (3, 32, 32)
+
+
+def test_memory_bank_is_the_greedy_coreset_of_training_patches():
+    train = random_features(4, 3)
+    model = PatchCore(coreset_ratio=0.1, seed=11).fit(train)
+    patches = patch_embedding(train).reshape(-1, 16)
+    expected = patches[greedy_coreset(patches, 26, projection_dim=128, seed=11)]
+    np.testing.assert_array_equal(model.memory_bank_, expected)
+    assert model.model_size_bytes() == expected.nbytes
+
+
+def test_reweighting_is_stable_for_large_distances():
+    train = random_features(2, 4)
+    test = FeatureSet({k: v * 1e4 for k, v in random_features(1, 5).layers.items()}, (32, 32))
+    pred = PatchCore(coreset_ratio=0.5).fit(train).predict(test)
+    assert np.all(np.isfinite(pred.scores))
+
+
+def test_anomalous_patch_scores_higher():
+    train = random_features(6, 6)
+    test = random_features(2, 7)
+    test.layers["layer2"][1, :, 3, 3] += 25.0
+    pred = PatchCore(coreset_ratio=0.5).fit(train).predict(test)
+    assert pred.scores[1] > pred.scores[0]
+    peak = np.unravel_index(pred.maps[1].argmax(), (32, 32))
+    assert abs(peak[0] - 14) <= 3 and abs(peak[1] - 14) <= 3
