@@ -1,0 +1,35 @@
+"""Anomaly detection metrics over NumPy arrays: AUROC, AP, F1-max, PRO / AU-PRO.
+
+Image level: ``labels [N]`` (1 = defective, 0 = good) and ``scores [N]``.
+Pixel level: ``masks [N, H, W]`` (1 = defect pixel) and ``maps [N, H, W]``,
+pooled over all test images of a category. Higher scores mean more anomalous.
+
+Undefined metrics (a test set without good or without defective samples) are
+NaN with a ``MetricWarning``; NaN/inf scores and mismatched shapes raise
+``bench.errors.PatchbenchError``, naming the method if ``method=`` is given.
+"""
+
+from metrics._checks import MetricWarning
+from metrics.classification import (
+    average_precision,
+    f1_max,
+    image_auroc,
+    pixel_auroc,
+    pixel_average_precision,
+    pixel_f1_max,
+    roc_curve,
+)
+from metrics.pro import au_pro, pro_curve
+
+__all__ = [
+    "MetricWarning",
+    "au_pro",
+    "average_precision",
+    "f1_max",
+    "image_auroc",
+    "pixel_auroc",
+    "pixel_average_precision",
+    "pixel_f1_max",
+    "pro_curve",
+    "roc_curve",
+]
