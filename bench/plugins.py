@@ -12,7 +12,7 @@ import pluggy
 from bench import hookspecs
 from bench.errors import PatchbenchError
 
-BUILTIN_PLUGINS = ("methods.patchcore",)
+BUILTIN_PLUGINS = ("methods.patchcore", "methods.padim", "methods.spade")
 ENTRY_POINT_GROUP = "patchbench"
 
 

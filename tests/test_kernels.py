@@ -1,11 +1,22 @@
-"""Nearest neighbours, greedy coreset and map resizing against plain computations written here."""
+"""Nearest neighbours, greedy coreset, map resizing and Mahalanobis distances against plain
+computations written here; the Paddle kernels against the NumPy ones; the backend choice."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+import methods.padim as padim_module
+from bench.errors import PatchbenchError
+from methods import backend as kernel_backend
+from methods import nearest as nearest_module
 from methods.coreset import greedy_coreset, random_projection
 from methods.maps import anomaly_map, resize_bilinear, resize_nearest
-from methods.nearest import nearest_neighbors
+from methods.nearest import nearest_neighbors, nearest_neighbors_numpy, nearest_neighbors_paddle
+from methods.padim import gaussian_per_position, mahalanobis, mahalanobis_numpy, mahalanobis_paddle
 
 
 def brute_knn(q, b, k):
@@ -98,3 +109,144 @@ def test_anomaly_map_upsamples_then_blurs():
     peak = np.unravel_index(m[0].argmax(), m[0].shape)
     assert abs(peak[0] - 12) <= 2 and abs(peak[1] - 12) <= 2
     assert m.max() < resize_bilinear(grid, (32, 32)).max()  # blurred, so the peak spreads
+
+
+# --- Paddle kernels against the NumPy ones, and the backend choice ---------------------------
+
+@pytest.mark.parametrize("k", [1, 3, 9])
+def test_paddle_nearest_neighbors_match_numpy(k):
+    rng = np.random.default_rng(10)
+    q = rng.normal(size=(57, 12)).astype(np.float32)
+    b = rng.normal(size=(40, 12)).astype(np.float32)
+    ref_d, ref_i = nearest_neighbors_numpy(q, b, k=k, budget_bytes=40 * 4 * 5)
+    # budget halved inside the Paddle path: chunks of 2 rows, so borders are exercised too.
+    d, i = nearest_neighbors_paddle(q, b, k=k, budget_bytes=40 * 4 * 5)
+    assert d.dtype == np.float32 and i.dtype == np.int64 and d.shape == (57, k)
+    np.testing.assert_allclose(d, ref_d, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(i, ref_i)
+    np.testing.assert_allclose(d, brute_knn(q, b, k)[0], rtol=1e-4, atol=1e-4)
+
+
+def test_paddle_nearest_neighbors_take_tensors_and_norms_and_cap_k():
+    import paddle
+
+    rng = np.random.default_rng(11)
+    q = rng.normal(size=(9, 5)).astype(np.float32)
+    b = rng.normal(size=(4, 5)).astype(np.float32)
+    norms = (b * b).sum(axis=1)
+    d, i = nearest_neighbors_paddle(q, paddle.to_tensor(b), k=10, bank_sq_norms=paddle.to_tensor(norms))
+    ref_d, ref_i = nearest_neighbors_numpy(q, b, k=10)
+    assert d.shape == (9, 4)
+    np.testing.assert_allclose(d, ref_d, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(i, ref_i)
+    same = np.ones((3, 4), np.float32)
+    d, _ = nearest_neighbors_paddle(same[:1], same, k=2)
+    assert np.all(d >= 0) and np.all(d < 1e-3)
+
+
+def test_numpy_nearest_neighbors_are_the_plain_expansion_bit_for_bit():
+    """Folding -2 into the queries and reusing one buffer must not change a single bit."""
+    rng = np.random.default_rng(12)
+    q = (3 * rng.normal(size=(200, 33))).astype(np.float32)
+    b = (3 * rng.normal(size=(150, 33))).astype(np.float32)
+    # The reference takes the same chunks of 7 rows: BLAS may sum differently for other shapes.
+    blocks = []
+    for start in range(0, 200, 7):
+        chunk = q[start : start + 7]
+        block = chunk @ b.T
+        block *= -2.0
+        block += np.einsum("ij,ij->i", b, b)[None, :]
+        block += np.einsum("ij,ij->i", chunk, chunk)[:, None]
+        blocks.append(block)
+    block = np.concatenate(blocks)
+    idx = block.argmin(axis=1)
+    d, i = nearest_neighbors_numpy(q, b, k=1, budget_bytes=150 * 4 * 7)
+    np.testing.assert_array_equal(i[:, 0], idx)
+    np.testing.assert_array_equal(d[:, 0], np.sqrt(np.maximum(block[np.arange(200), idx], 0)))
+
+
+def loop_mahalanobis(x, mean, cov_inv):
+    x, mean, cov_inv = (a.astype(np.float64) for a in (x, mean, cov_inv))
+    out = np.zeros(x.shape[:2])
+    for n in range(x.shape[0]):
+        for p in range(x.shape[1]):
+            delta = x[n, p] - mean[p]
+            out[n, p] = np.sqrt(delta @ cov_inv[p] @ delta)
+    return out
+
+
+def random_gaussians(n, p, d, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, d, p)).astype(np.float32).transpose(0, 2, 1)  # strided, as PaDiM passes it
+    mean = rng.normal(size=(p, d)).astype(np.float32)
+    a = rng.normal(size=(p, d, d))
+    cov_inv = (a @ a.transpose(0, 2, 1) / d + np.eye(d)).astype(np.float32)  # symmetric positive definite
+    return x, mean, cov_inv
+
+
+@pytest.mark.parametrize("budget", [1 << 30, 700])
+def test_mahalanobis_kernels_match_a_loop(budget):
+    x, mean, cov_inv = random_gaussians(5, 13, 6, 13)
+    ref = loop_mahalanobis(x, mean, cov_inv)
+    got = mahalanobis_numpy(x, mean, cov_inv, budget_bytes=budget)
+    assert got.shape == (5, 13) and got.dtype == np.float32
+    np.testing.assert_allclose(got, ref, rtol=1e-5)
+    np.testing.assert_allclose(mahalanobis_paddle(x, mean, cov_inv, budget_bytes=budget), got, rtol=1e-5)
+
+
+def test_gaussian_per_position_is_np_cov_plus_eps_inverted():
+    x = np.random.default_rng(14).normal(size=(12, 9, 4)).astype(np.float32)
+    mean, cov_inv = gaussian_per_position(x, 0.01, budget_bytes=1500)  # a few positions per chunk
+    for p in range(9):
+        np.testing.assert_allclose(mean[p], x[:, p].mean(axis=0), rtol=1e-5, atol=1e-6)
+        ref = np.linalg.inv(np.cov(x[:, p].astype(np.float64), rowvar=False) + 0.01 * np.eye(4))
+        np.testing.assert_allclose(cov_inv[p], ref, rtol=1e-5, atol=1e-6)
+
+
+def test_backend_choice(monkeypatch):
+    monkeypatch.delenv(kernel_backend.ENV_VAR, raising=False)
+    monkeypatch.setattr(kernel_backend, "paddle_has_gpu", lambda: False)
+    assert kernel_backend.requested_backend() == "auto" and not kernel_backend.use_paddle()
+    monkeypatch.setattr(kernel_backend, "paddle_has_gpu", lambda: True)
+    assert kernel_backend.use_paddle()
+    monkeypatch.setenv(kernel_backend.ENV_VAR, "numpy")
+    assert not kernel_backend.use_paddle()
+    with kernel_backend.backend("paddle"):  # explicit beats the environment
+        assert kernel_backend.use_paddle()
+        with kernel_backend.backend("numpy"):
+            assert not kernel_backend.use_paddle()
+        assert kernel_backend.use_paddle()
+    assert not kernel_backend.use_paddle()
+    monkeypatch.setenv(kernel_backend.ENV_VAR, "cuda")
+    with pytest.raises(PatchbenchError, match="PATCHBENCH_KERNELS"):
+        kernel_backend.use_paddle()
+    with pytest.raises(PatchbenchError):
+        kernel_backend.set_backend("gpu")
+
+
+def test_dispatchers_follow_the_backend(monkeypatch):
+    calls = []
+    monkeypatch.setattr(nearest_module, "nearest_neighbors_paddle", lambda *a, **kw: calls.append("nn") or "paddle")
+    monkeypatch.setattr(padim_module, "mahalanobis_paddle", lambda *a, **kw: calls.append("maha") or "paddle")
+    x, mean, cov_inv = random_gaussians(2, 3, 2, 0)
+    with kernel_backend.backend("paddle"):
+        assert nearest_module.nearest_neighbors(x[0], x[1]) == "paddle"
+        assert mahalanobis(x, mean, cov_inv) == "paddle"
+    with kernel_backend.backend("numpy"):
+        assert nearest_module.nearest_neighbors(x[0], x[1])[0].shape == (3, 1)
+        assert mahalanobis(x, mean, cov_inv).shape == (2, 3)
+    assert calls == ["nn", "maha"]
+
+
+def test_importing_the_methods_does_not_import_paddle():
+    code = (
+        "import sys, methods.backend, methods.nearest, methods.padim, methods.spade; "
+        "from methods.nearest import nearest_neighbors; import numpy as np; "
+        "import os; os.environ['PATCHBENCH_KERNELS'] = 'numpy'; "
+        "nearest_neighbors(np.zeros((2, 3), np.float32), np.ones((4, 3), np.float32)); "
+        "sys.exit(1 if 'paddle' in sys.modules else 0)"
+    )
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, env=env)
+    assert result.returncode == 0, result.stderr

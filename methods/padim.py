@@ -1,0 +1,293 @@
+"""PaDiM (Defard et al., "PaDiM: a Patch Distribution Modeling Framework for
+Anomaly Detection and Localization", 2020).
+
+1. Embedding extraction: the activations of layer1, layer2 and layer3 of the
+   backbone, layer2 and layer3 resized (nearest) to layer1's grid and
+   concatenated per position; each grid position (i, j) then holds one patch
+   embedding vector x_ij. A random subset of d of its dimensions is kept
+   (random selection works as well as PCA and costs nothing): d = 100 of 448
+   for ResNet-18, 550 of 1792 for Wide-ResNet-50-2. The subset is seeded.
+2. Learning normality: at each position a multivariate Gaussian N(mu_ij,
+   Sigma_ij) of the N training embeddings, with the sample mean and the
+   unbiased sample covariance regularised by eps * I (eps = 0.01) so that it is
+   full rank and invertible:
+   ``Sigma_ij = 1/(N-1) sum_k (x^k_ij - mu_ij)(x^k_ij - mu_ij)^T + eps I``.
+3. Inference: the anomaly score of a test patch is its Mahalanobis distance
+   ``M(x_ij) = sqrt((x_ij - mu_ij)^T Sigma_ij^-1 (x_ij - mu_ij))``. The grid of
+   distances is the anomaly map: upsampled (bilinear) to the input size and
+   smoothed with a Gaussian of sigma 4. The image score is the map's maximum.
+
+Memory: the channel subset is taken from each layer before anything is
+concatenated; mean and covariance are computed a chunk of positions at a time
+(each chunk centred, copied and multiplied on its own), so fit holds the
+reduced embedding plus one chunk, never a second full copy.
+
+The Mahalanobis distances run in NumPy or, on a GPU, in Paddle (see
+``methods.backend``).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from bench.errors import PatchbenchError
+from bench.hookspecs import hookimpl
+from methods.backend import use_paddle
+from methods.base import AnomalyMethod, FeatureSet, Prediction
+from methods.maps import anomaly_map, resize_nearest
+
+LAYERS = ("layer1", "layer2", "layer3")
+# Channels of layer1..layer3 concatenated -> dimensions kept (the paper's choices).
+DEFAULT_FEATURES = {448: 100, 1792: 550}  # resnet18, wide_resnet50_2
+DEFAULT_BUDGET_BYTES = 64 * 2**20
+EPSILON = 0.01
+IMAGES_PER_STEP = 16
+
+
+def feature_count(total_channels: int, requested: int | None) -> int:
+    """How many of ``total_channels`` embedding dimensions PaDiM keeps.
+
+    ``requested`` (``--padim-features``) wins; without it the paper's choice for
+    ResNet-18 (448 -> 100) and Wide-ResNet-50-2 (1792 -> 550); any other channel
+    count needs the flag.
+    """
+    if requested is None:
+        if total_channels not in DEFAULT_FEATURES:
+            known = ", ".join(f"{c} -> {d}" for c, d in DEFAULT_FEATURES.items())
+            raise PatchbenchError(
+                f"PaDiM has no default number of features for a backbone whose layer1..layer3 give "
+                f"{total_channels} channels (known: {known}, i.e. resnet18 and wide_resnet50_2); "
+                f"pass --padim-features N with 1 <= N <= {total_channels}"
+            )
+        return DEFAULT_FEATURES[total_channels]
+    if not 1 <= requested <= total_channels:
+        raise PatchbenchError(
+            f"--padim-features is {requested}, but layer1..layer3 give {total_channels} channels; "
+            f"choose 1 <= N <= {total_channels}"
+        )
+    return int(requested)
+
+
+def channel_subset(total_channels: int, n_features: int, seed: int) -> np.ndarray:
+    """Sorted indices of the ``n_features`` channels kept: a seeded draw without replacement."""
+    chosen = np.random.default_rng(seed).choice(total_channels, n_features, replace=False)
+    return np.sort(chosen).astype(np.int64)
+
+
+def padim_embedding(features: FeatureSet, channels: np.ndarray) -> np.ndarray:
+    """layer1..layer3 -> ``[N, d, h, w]`` float32: the ``channels`` of their concatenation.
+
+    layer2 and layer3 are resized (nearest) to layer1's grid. Each layer gives
+    only its share of ``channels``, so the full concatenation is never built.
+    """
+    n, _, h, w = features[LAYERS[0]].shape
+    out = np.empty((n, len(channels), h, w), dtype=np.float32)
+    offset, filled = 0, 0
+    for name in LAYERS:
+        layer = features[name]
+        width = layer.shape[1]
+        local = channels[(channels >= offset) & (channels < offset + width)] - offset
+        target = out[:, filled : filled + len(local)]
+        # A few images at a time, so the selected-and-resized temporary stays small.
+        for start in range(0, n, IMAGES_PER_STEP):
+            part = layer[start : start + IMAGES_PER_STEP, local]
+            target[start : start + IMAGES_PER_STEP] = resize_nearest(part, (h, w))
+        filled += len(local)
+        offset += width
+    return out
+
+
+def total_channels(features: FeatureSet) -> int:
+    return int(sum(features[name].shape[1] for name in LAYERS))
+
+
+def single_threaded_blas():
+    """Context that runs BLAS/LAPACK on one thread.
+
+    PaDiM's products and inverses are many small (d x N, d x d) matrices; there
+    OpenBLAS's threads cost far more than they give. On a two-core machine the
+    covariances and inverses of 3136 positions (d = 100, N = 200) took 2.1 s on
+    one thread and 17 s on two (110 s while other processes loaded the cores).
+    """
+    return threadpool_limits(limits=1, user_api="blas")
+
+
+def positions_per_chunk(bytes_per_position: int, budget_bytes: int, n_positions: int) -> int:
+    return int(min(n_positions, max(1, budget_bytes // max(1, bytes_per_position))))
+
+
+def gaussian_per_position(
+    x: np.ndarray, eps: float = EPSILON, *, budget_bytes: int = DEFAULT_BUDGET_BYTES
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and inverse regularised covariance at every position.
+
+    x: ``[N, P, d]`` (any strides, e.g. a transposed view). Returns ``mean``
+    ``[P, d]`` and ``cov_inv`` ``[P, d, d]``, float32; the statistics and the
+    inverse are computed in float64, a chunk of positions at a time.
+    """
+    n, p, d = x.shape
+    if n < 2:
+        raise PatchbenchError(
+            f"PaDiM needs at least 2 training images to estimate a covariance, got {n}"
+        )
+    mean = np.empty((p, d), dtype=np.float32)
+    cov_inv = np.empty((p, d, d), dtype=np.float32)
+    # Per position: the centred chunk [N, d] and covariance + inverse [d, d], in float64.
+    step = positions_per_chunk(8 * (n * d + 3 * d * d), budget_bytes, p)
+    identity = eps * np.eye(d)
+    with single_threaded_blas():
+        for start in range(0, p, step):
+            chunk = x[:, start : start + step].transpose(1, 2, 0)  # [pc, d, N]
+            chunk = np.ascontiguousarray(chunk, dtype=np.float64)
+            mu = chunk.mean(axis=2)
+            chunk -= mu[:, :, None]
+            cov = np.empty((len(chunk), d, d))
+            for i, centred in enumerate(chunk):
+                # One 2-D product per position: a stacked matmul of an array with
+                # itself takes a slow non-BLAS path (40x slower here).
+                np.matmul(centred, centred.T, out=cov[i])
+            cov /= n - 1
+            cov += identity
+            mean[start : start + step] = mu
+            cov_inv[start : start + step] = np.linalg.inv(cov)
+    return mean, cov_inv
+
+
+def mahalanobis(
+    x: np.ndarray, mean: np.ndarray, cov_inv: np.ndarray, *, budget_bytes: int = DEFAULT_BUDGET_BYTES
+) -> np.ndarray:
+    """Mahalanobis distance of each ``x[n, p]`` to the Gaussian at position ``p``.
+
+    x: ``[N, P, d]`` (any strides); mean: ``[P, d]``; cov_inv: ``[P, d, d]``.
+    Returns ``[N, P]`` float32. Runs ``mahalanobis_paddle`` when
+    ``methods.backend.use_paddle()``, else ``mahalanobis_numpy``.
+    """
+    impl = mahalanobis_paddle if use_paddle() else mahalanobis_numpy
+    return impl(x, mean, cov_inv, budget_bytes=budget_bytes)
+
+
+def _chunk_step(x: np.ndarray, budget_bytes: int) -> int:
+    n, p, d = x.shape
+    # Per position: the centred chunk and its product with the inverse, float32.
+    return positions_per_chunk(4 * 2 * n * d, budget_bytes, p)
+
+
+def mahalanobis_numpy(
+    x: np.ndarray, mean: np.ndarray, cov_inv: np.ndarray, *, budget_bytes: int = DEFAULT_BUDGET_BYTES
+) -> np.ndarray:
+    """NumPy ``mahalanobis``: batched matrix products over a chunk of positions."""
+    n, p, d = x.shape
+    out = np.empty((p, n), dtype=np.float32)
+    step = _chunk_step(x, budget_bytes)
+    with single_threaded_blas():  # one small (N x d) @ (d x d) product per position
+        for start in range(0, p, step):
+            stop = min(p, start + step)
+            delta = np.ascontiguousarray(x[:, start:stop].transpose(1, 0, 2), dtype=np.float32)
+            delta -= mean[start:stop, None, :]
+            scaled = np.matmul(delta, cov_inv[start:stop])  # [pc, N, d]
+            squared = np.einsum("pnd,pnd->pn", scaled, delta)
+            np.maximum(squared, 0.0, out=squared)
+            out[start:stop] = np.sqrt(squared)
+    return np.ascontiguousarray(out.T)
+
+
+def mahalanobis_paddle(
+    x: np.ndarray, mean: np.ndarray, cov_inv: np.ndarray, *, budget_bytes: int = DEFAULT_BUDGET_BYTES
+) -> np.ndarray:
+    """Paddle ``mahalanobis``: same arguments and result, on Paddle's device, a chunk at a time."""
+    import paddle
+
+    n, p, d = x.shape
+    out = np.empty((p, n), dtype=np.float32)
+    step = _chunk_step(x, budget_bytes)
+    with paddle.no_grad():
+        for start in range(0, p, step):
+            stop = min(p, start + step)
+            delta = paddle.to_tensor(
+                np.ascontiguousarray(x[:, start:stop].transpose(1, 0, 2), dtype=np.float32)
+            )
+            mu = paddle.to_tensor(np.ascontiguousarray(mean[start:stop], dtype=np.float32))
+            inv = paddle.to_tensor(np.ascontiguousarray(cov_inv[start:stop], dtype=np.float32))
+            delta = delta - mu.unsqueeze(1)
+            squared = (paddle.bmm(delta, inv) * delta).sum(axis=-1)  # [pc, N]
+            out[start:stop] = paddle.sqrt(paddle.clip(squared, min=0.0)).numpy()
+    return np.ascontiguousarray(out.T)
+
+
+class Padim(AnomalyMethod):
+    """A Gaussian per patch position; patches scored by Mahalanobis distance."""
+
+    name = "padim"
+    layers = LAYERS
+
+    def __init__(
+        self,
+        n_features: int | None = None,
+        seed: int = 0,
+        eps: float = EPSILON,
+        budget_bytes: int = DEFAULT_BUDGET_BYTES,
+    ):
+        self.n_features = n_features
+        self.seed = seed
+        self.eps = eps
+        self.budget_bytes = budget_bytes
+
+    @classmethod
+    def from_config(cls, options) -> "Padim":
+        return cls(n_features=options.padim_features, seed=options.seed)
+
+    def _positions(self, features: FeatureSet) -> np.ndarray:
+        """``[N, h*w, d]`` view of the reduced embedding."""
+        emb = padim_embedding(features, self.channels_)
+        n, d, h, w = emb.shape
+        return emb.reshape(n, d, h * w).transpose(0, 2, 1)
+
+    def fit(self, features: FeatureSet) -> "Padim":
+        channels = total_channels(features)
+        d = feature_count(channels, self.n_features)
+        self.channels_ = channel_subset(channels, d, self.seed)
+        self.input_channels_ = channels
+        self.grid_shape_ = tuple(features[LAYERS[0]].shape[-2:])
+        self.mean_, self.cov_inv_ = gaussian_per_position(
+            self._positions(features), self.eps, budget_bytes=self.budget_bytes
+        )
+        return self
+
+    def predict(self, features: FeatureSet) -> Prediction:
+        grid = tuple(features[LAYERS[0]].shape[-2:])
+        channels = total_channels(features)
+        if grid != self.grid_shape_ or channels != self.input_channels_:
+            raise PatchbenchError(
+                f"PaDiM was fitted on {self.input_channels_} channels on a {self.grid_shape_} grid but "
+                f"got {channels} on {grid}; fit and predict with the same backbone and crop"
+            )
+        x = self._positions(features)
+        distances = mahalanobis(x, self.mean_, self.cov_inv_, budget_bytes=self.budget_bytes)
+        maps = anomaly_map(distances.reshape(len(x), *grid), features.image_size)
+        scores = maps.reshape(len(maps), -1).max(axis=1)
+        return Prediction(scores=scores.astype(np.float64), maps=maps)
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
+@hookimpl
+def patchbench_add_options(parser):
+    group = parser.add_argument_group("padim")
+    group.add_argument(
+        "--padim-features", type=positive_int, default=None, metavar="N",
+        help="embedding dimensions PaDiM keeps, a seeded random subset of layer1..layer3's channels "
+             "(default: 100 for resnet18's 448, 550 for wide_resnet50_2's 1792; required for other backbones)",
+    )
+
+
+@hookimpl
+def patchbench_methods():
+    return [Padim]

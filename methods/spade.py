@@ -1,0 +1,155 @@
+"""SPADE (Cohen and Hoshen, "Sub-Image Anomaly Detection with Deep Pyramid
+Correspondences", 2020).
+
+1. Feature extraction: an ImageNet-pretrained ResNet gives, per image, its
+   globally average-pooled feature vector and its feature pyramid (the
+   activation maps of layer1, layer2 and layer3).
+2. K nearest normal images: the image anomaly score of a test image is the
+   mean distance of its pooled feature to those of its K nearest training
+   images (K = 50 in the paper; Euclidean distances, as the authors' reference
+   code computes them). K is capped at the number of training images.
+3. Sub-image anomaly detection by alignment with those K images: for each
+   pyramid level, a gallery holds the features of every position of the K
+   retrieved images; the score of a test position is its distance to the
+   nearest gallery feature (kappa = 1). Looking up any position of any
+   retrieved image, rather than only the same position, is what makes the
+   correspondence robust to misalignment.
+4. Anomaly map: each level's score grid is upsampled (bilinear) to the input
+   size, the levels are averaged, and the result is smoothed with a Gaussian of
+   sigma 4. The image score stays the one of step 2.
+
+The nearest-neighbour searches go through ``methods.nearest.nearest_neighbors``
+(chunked, so memory stays bounded whatever the gallery size), in NumPy or, on a
+GPU, in Paddle (see ``methods.backend``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bench.errors import PatchbenchError
+from bench.hookspecs import hookimpl
+from methods.backend import use_paddle
+from methods.base import AnomalyMethod, FeatureSet, Prediction
+from methods.maps import resize_bilinear, smooth
+from methods.nearest import (
+    DEFAULT_BUDGET_BYTES,
+    nearest_neighbors,
+    nearest_neighbors_numpy,
+    nearest_neighbors_paddle,
+)
+from methods.padim import positive_int
+
+PYRAMID = ("layer1", "layer2", "layer3")
+POOLED = "avgpool"
+SIGMA = 4.0
+
+
+def positions_last(layer: np.ndarray) -> np.ndarray:
+    """``[N, C, h, w]`` -> contiguous float32 ``[N, h, w, C]``: one row per position."""
+    return np.ascontiguousarray(layer.transpose(0, 2, 3, 1), dtype=np.float32)
+
+
+def queries(image: np.ndarray) -> np.ndarray:
+    """One image's ``[C, h, w]`` features -> ``[h*w, C]`` rows, in row-major position order."""
+    return np.ascontiguousarray(image.reshape(len(image), -1).T, dtype=np.float32)
+
+
+def gallery_distances(train: np.ndarray, test: np.ndarray, neighbors: np.ndarray,
+                      budget_bytes: int = DEFAULT_BUDGET_BYTES) -> np.ndarray:
+    """Each test position's distance to the nearest position of the test image's retrieved images.
+
+    train: ``[N_train, h, w, C]`` (the fitted state); test: ``[N, C, h', w']`` (as
+    the backbone gives it; transposed one image at a time); neighbors: ``[N, K]``
+    indices of each test image's nearest training images. Returns ``[N, h', w']``.
+    """
+    n_train, h, w, c = train.shape
+    n, _, ht, wt = test.shape
+    bank = train.reshape(n_train, h * w, c)
+    out = np.empty((n, ht * wt), dtype=np.float32)
+    if use_paddle():
+        import paddle
+
+        # The training features go to the device once; each gallery is gathered there.
+        with paddle.no_grad():
+            bank_t = paddle.to_tensor(bank)
+            norms_t = (bank_t * bank_t).sum(axis=2)
+            for i in range(n):
+                idx = paddle.to_tensor(neighbors[i])
+                gallery = paddle.gather(bank_t, idx).reshape([-1, c])
+                norms = paddle.gather(norms_t, idx).reshape([-1])
+                dist, _ = nearest_neighbors_paddle(
+                    queries(test[i]), gallery, 1, budget_bytes=budget_bytes, bank_sq_norms=norms
+                )
+                out[i] = dist[:, 0]
+    else:
+        norms = np.einsum("npc,npc->np", bank, bank)
+        for i in range(n):
+            gallery = bank[neighbors[i]].reshape(-1, c)
+            dist, _ = nearest_neighbors_numpy(
+                queries(test[i]), gallery, 1, budget_bytes=budget_bytes,
+                bank_sq_norms=norms[neighbors[i]].reshape(-1),
+            )
+            out[i] = dist[:, 0]
+    return out.reshape(n, ht, wt)
+
+
+class Spade(AnomalyMethod):
+    """kNN over pooled features for images; per-pixel nearest match in the K nearest images' pyramids."""
+
+    name = "spade"
+    layers = PYRAMID + (POOLED,)
+
+    def __init__(self, top_k: int = 50, budget_bytes: int = DEFAULT_BUDGET_BYTES):
+        self.top_k = top_k
+        self.budget_bytes = budget_bytes
+
+    @classmethod
+    def from_config(cls, options) -> "Spade":
+        return cls(top_k=options.spade_top_k)
+
+    def fit(self, features: FeatureSet) -> "Spade":
+        if self.top_k < 1:
+            raise PatchbenchError(f"SPADE's K (--spade-top-k) must be at least 1, got {self.top_k}")
+        self.train_pooled_ = np.ascontiguousarray(features[POOLED], dtype=np.float32)
+        for name in PYRAMID:
+            setattr(self, f"train_{name}_", positions_last(features[name]))
+        return self
+
+    def neighbors(self, pooled: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Distances ``[N, K]`` and indices ``[N, K]`` of the K nearest training images (K capped)."""
+        k = min(self.top_k, len(self.train_pooled_))
+        return nearest_neighbors(pooled, self.train_pooled_, k, budget_bytes=self.budget_bytes)
+
+    def predict(self, features: FeatureSet) -> Prediction:
+        distances, neighbors = self.neighbors(features[POOLED])
+        scores = distances.astype(np.float64).mean(axis=1)
+        n = len(distances)
+        maps = np.zeros((n, *features.image_size), dtype=np.float32)
+        for name in PYRAMID:
+            train = getattr(self, f"train_{name}_")
+            test = features[name]
+            if test.shape[1] != train.shape[-1]:
+                raise PatchbenchError(
+                    f"SPADE was fitted on {train.shape[-1]} {name} channels but got {test.shape[1]}; "
+                    "fit and predict with the same backbone"
+                )
+            grid = gallery_distances(train, test, neighbors, self.budget_bytes)
+            maps += resize_bilinear(grid, features.image_size)
+        maps /= len(PYRAMID)
+        return Prediction(scores=scores, maps=smooth(maps, SIGMA))
+
+
+@hookimpl
+def patchbench_add_options(parser):
+    group = parser.add_argument_group("spade")
+    group.add_argument(
+        "--spade-top-k", type=positive_int, default=50, metavar="K",
+        help="K nearest training images SPADE scores against and takes its pixel galleries from "
+             "(default 50, as in the paper; capped at the number of training images)",
+    )
+
+
+@hookimpl
+def patchbench_methods():
+    return [Spade]
