@@ -1,0 +1,110 @@
+"""``python bench.py``: parse flags, load plugins, run the benchmark, print the tables."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from bench.errors import PatchbenchError
+from bench.plugins import available_methods, plugin_manager
+
+DESCRIPTION = """\
+Benchmark patch-based anomaly detection methods on MVTec AD (or any folder in its
+layout). Each method is fitted on the normal training images of each category and
+scored on the test images; tables of accuracy, speed and memory are printed and
+written to a new run folder. Without --data-path a synthetic MVTec-layout data set
+is built once (seeded) and used."""
+
+
+def base_parser(add_help: bool = True) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bench.py", description=DESCRIPTION, add_help=add_help)
+    parser.add_argument("--data-path", type=Path, default=None,
+                        help="root of an MVTec AD download or any folder in its layout "
+                             "(default: the built-in synthetic data set)")
+    parser.add_argument("--category", default="all",
+                        help="a category name, 'all', 'objects', 'textures', or a comma-separated "
+                             "list of these (default: all)")
+    parser.add_argument("--methods", default="all",
+                        help="comma-separated method names, or 'all' registered methods (default: all); "
+                             "see --list-methods")
+    parser.add_argument("--backbone", default="resnet18", choices=["resnet18", "wide_resnet50_2"],
+                        help="feature extractor (default: resnet18)")
+    parser.add_argument("--weights", default="imagenet",
+                        help="'imagenet' (Paddle's download and cache; falls back to a seeded random "
+                             "initialisation when it cannot be had), 'random', or the path of a .pdparams file")
+    parser.add_argument("--resize", type=int, default=256, help="images are resized to this square size first (default 256)")
+    parser.add_argument("--crop", type=int, default=224, help="then center-cropped to this size (default 224)")
+    parser.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default 8)")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "gpu"],
+                        help="where the backbone runs (default: the GPU when Paddle has one)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of every random choice: synthetic data, random weights, coreset start, "
+                             "projections (default 0)")
+    parser.add_argument("--output", type=Path, default=Path("runs"),
+                        help="folder under which a new run folder is created (default: runs)")
+    parser.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                        help="load a method plugin: a module name or the path of a .py file (repeatable)")
+    parser.add_argument("--list-methods", action="store_true", help="list the registered methods and exit")
+    return parser
+
+
+def parse(argv: list[str]):
+    """Two passes, as pytest does: find ``--plugin`` first, then let plugins add their flags."""
+    known, _ = base_parser(add_help=False).parse_known_args(argv)
+    manager = plugin_manager(known.plugin)
+    parser = base_parser()
+    manager.hook.patchbench_add_options(parser=parser)
+    return parser.parse_args(argv), manager
+
+
+def select_methods(registered: dict[str, type], spec: str) -> dict[str, type]:
+    if spec == "all":
+        return registered
+    names = [name.strip() for name in spec.split(",") if name.strip()]
+    unknown = [name for name in names if name not in registered]
+    if unknown:
+        raise PatchbenchError(
+            f"unknown method {', '.join(map(repr, unknown))}; registered: {', '.join(registered)} "
+            "(a plugin's methods appear once it is installed or passed with --plugin)"
+        )
+    return {name: registered[name] for name in names}
+
+
+def list_methods(registered: dict[str, type]) -> str:
+    lines = []
+    for name, cls in registered.items():
+        summary = (cls.__doc__ or "").strip().splitlines()[0:1]
+        lines.append(f"{name:<14} {cls.__module__:<28} layers: {', '.join(cls.layers)}"
+                     + (f"  {summary[0]}" if summary else ""))
+    return "\n".join(lines)
+
+
+def run_command(argv: list[str]) -> int:
+    options, manager = parse(argv)
+    registered = available_methods(manager)
+    if options.list_methods:
+        print(list_methods(registered))
+        return 0
+    methods = select_methods(registered, options.methods)
+
+    from bench.backbone import Backbone
+    from bench.runner import run
+    from datasets import ensure_synthetic
+
+    data_root = options.data_path if options.data_path is not None else ensure_synthetic(seed=options.seed)
+    backbone = Backbone(options.backbone, weights=options.weights, seed=options.seed, device=options.device)
+    run(options, methods, backbone, Path(data_root))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        return run_command(argv)
+    except PatchbenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

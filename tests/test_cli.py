@@ -1,0 +1,132 @@
+"""``python bench.py`` end to end on the synthetic set: tables written, plugins found, errors clear."""
+
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from bench.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+# Small images keep the suite quick; the pipeline is the same as at 224.
+SMALL = ["--resize", "72", "--crop", "64", "--weights", "random"]
+COLUMNS = ["category", "method", "backbone", "weights", "image_auroc", "pixel_auroc",
+           "extract_s", "fit_s", "predict_ms_per_image"]
+
+
+def run_dir(output: Path) -> Path:
+    (folder,) = [p for p in output.iterdir() if p.is_dir()]
+    return folder
+
+
+def test_run_writes_csv_and_markdown_tables(synthetic_root, tmp_path, capsys):
+    code = main(["--data-path", str(synthetic_root), "--category", "weave,washer",
+                 "--methods", "patchcore", "--output", str(tmp_path), *SMALL])
+    assert code == 0
+    folder = run_dir(tmp_path)
+    results = pd.read_csv(folder / "results.csv")
+    assert list(results.columns[: len(COLUMNS)]) == COLUMNS
+    assert results[["category", "method"]].values.tolist() == [["weave", "patchcore"], ["washer", "patchcore"]]
+    assert (results["weights"] == "random").all()
+    assert results["image_auroc"].between(0, 1).all() and results["pixel_auroc"].between(0, 1).all()
+    assert (results[["extract_s", "fit_s", "predict_ms_per_image", "model_mb"]] > 0).all().all()
+
+    markdown = (folder / "results.md").read_text()
+    assert "weights: random" in markdown
+    table = markdown.split("### Image AUROC")[1].split("###")[0]
+    mean_row = [line for line in table.splitlines() if line.startswith("| mean")]
+    assert mean_row and f"{results['image_auroc'].mean():.3f}" in mean_row[0]
+    assert "### Image AUROC" in capsys.readouterr().out
+
+
+def test_same_seed_same_numbers(synthetic_root, tmp_path):
+    args = ["--data-path", str(synthetic_root), "--category", "granite", "--methods", "patchcore", *SMALL]
+    for name in ("a", "b"):
+        assert main([*args, "--output", str(tmp_path / name)]) == 0
+    a, b = (pd.read_csv(run_dir(tmp_path / n) / "results.csv") for n in ("a", "b"))
+    pd.testing.assert_frame_equal(a[["image_auroc", "pixel_auroc"]], b[["image_auroc", "pixel_auroc"]])
+
+
+def readme_plugin() -> str:
+    """The plugin example of the README, exactly as a user would copy it."""
+    readme = (REPO / "README.md").read_text()
+    (code,) = re.findall(r"```python\n(# my_plugin\.py\n.*?)```", readme, flags=re.S)
+    return code
+
+
+def test_readme_plugin_runs_with_plugin_flag(synthetic_root, tmp_path, capsys):
+    plugin = tmp_path / "my_plugin.py"
+    plugin.write_text(readme_plugin())
+    assert main(["--plugin", str(plugin), "--list-methods"]) == 0
+    assert re.search(r"^meanpatch\s", capsys.readouterr().out, flags=re.M)
+
+    out = tmp_path / "runs"
+    code = main(["--plugin", str(plugin), "--data-path", str(synthetic_root), "--category", "weave",
+                 "--methods", "patchcore,meanpatch", "--output", str(out), *SMALL])
+    assert code == 0
+    results = pd.read_csv(run_dir(out) / "results.csv")
+    assert results["method"].tolist() == ["patchcore", "meanpatch"]
+    assert results["image_auroc"].notna().all()
+    assert "meanpatch" in (run_dir(out) / "results.md").read_text()
+
+
+def test_plugin_by_module_name_and_entry_point(tmp_path, monkeypatch, capsys):
+    (tmp_path / "shiny_plugin.py").write_text(readme_plugin().replace('"meanpatch"', '"shiny"'))
+    dist = tmp_path / "shiny_plugin-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: shiny-plugin\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[patchbench]\nshiny = shiny_plugin\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert main(["--list-methods"]) == 0
+    assert re.search(r"^shiny\s", capsys.readouterr().out, flags=re.M)
+    monkeypatch.delitem(sys.modules, "shiny_plugin", raising=False)
+
+
+def expect_error(capsys, argv, *fragments):
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code != 0
+    assert "Traceback" not in err
+    for fragment in fragments:
+        assert str(fragment) in err, err
+    return err
+
+
+def test_unknown_method_and_category(synthetic_root, tmp_path, capsys):
+    expect_error(capsys, ["--methods", "patchcore,nosuch", "--output", str(tmp_path)], "nosuch", "patchcore")
+    expect_error(capsys, ["--data-path", str(synthetic_root), "--category", "bottle",
+                          "--output", str(tmp_path), *SMALL], "bottle", "weave")
+
+
+def test_folder_not_in_layout(tmp_path, capsys):
+    (tmp_path / "data" / "thing" / "images").mkdir(parents=True)
+    expect_error(capsys, ["--data-path", str(tmp_path / "data"), "--output", str(tmp_path / "o"), *SMALL],
+                 tmp_path / "data")
+
+
+def test_missing_mask_is_named(category_copy, tmp_path, capsys):
+    root = category_copy("washer")
+    mask = sorted((root / "washer" / "ground_truth").rglob("*_mask.png"))[0]
+    mask.unlink()
+    expect_error(capsys, ["--data-path", str(root), "--output", str(tmp_path / "o"), *SMALL], mask.name)
+
+
+def test_unreadable_image_is_named(category_copy, tmp_path, capsys):
+    root = category_copy("weave")
+    image = sorted((root / "weave" / "train" / "good").glob("*.png"))[3]
+    image.write_bytes(b"not a png at all")
+    expect_error(capsys, ["--data-path", str(root), "--output", str(tmp_path / "o"), *SMALL], image)
+
+
+def test_bench_py_help_and_exit_status_from_a_shell(tmp_path):
+    done = subprocess.run([sys.executable, str(REPO / "bench.py"), "--help"], capture_output=True, text=True)
+    assert done.returncode == 0
+    for flag in ("--data-path", "--category", "--methods", "--backbone", "--coreset-ratio", "--seed", "--output"):
+        assert flag in done.stdout
+    done = subprocess.run([sys.executable, str(REPO / "bench.py"), "--methods", "nosuch"],
+                          capture_output=True, text=True)
+    assert done.returncode == 2 and "nosuch" in done.stderr and "Traceback" not in done.stderr
