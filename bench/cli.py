@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from pathlib import Path
 
@@ -14,11 +15,15 @@ Benchmark patch-based anomaly detection methods on MVTec AD (or any folder in it
 layout). Each method is fitted on the normal training images of each category and
 scored on the test images; tables of accuracy, speed and memory are printed and
 written to a new run folder. Without --data-path a synthetic MVTec-layout data set
-is built once (seeded) and used."""
+is built once (seeded) and used.
+
+Other commands: 'bench.py compare RUN_A RUN_B', 'bench.py predict IMAGE... --model PATH',
+'bench.py profile', 'bench.py cache' (each has --help)."""
 
 
 def base_parser(add_help: bool = True) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="bench.py", description=DESCRIPTION, add_help=add_help)
+    parser = argparse.ArgumentParser(prog="bench.py", description=DESCRIPTION, add_help=add_help,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-path", type=Path, default=None,
                         help="root of an MVTec AD download or any folder in its layout "
                              "(default: the built-in synthetic data set)")
@@ -41,8 +46,13 @@ def base_parser(add_help: bool = True) -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of every random choice: synthetic data, random weights, coreset start, "
                              "projections (default 0)")
+    parser.add_argument("--pro-fpr-limit", type=float, default=0.3,
+                        help="AU-PRO integrates up to this false-positive rate (default 0.3, the MVTec protocol)")
     parser.add_argument("--output", type=Path, default=Path("runs"),
                         help="folder under which a new run folder is created (default: runs)")
+    parser.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR",
+                        help="continue an interrupted or partly failed run in RUN_DIR with its own settings: "
+                             "finished rows are kept, the rest is done")
     parser.add_argument("--plugin", action="append", default=[], metavar="MODULE",
                         help="load a method plugin: a module name or the path of a .py file (repeatable)")
     parser.add_argument("--list-methods", action="store_true", help="list the registered methods and exit")
@@ -82,6 +92,13 @@ def list_methods(registered: dict[str, type]) -> str:
 
 def run_command(argv: list[str]) -> int:
     options, manager = parse(argv)
+    folder = None
+    if options.resume is not None:
+        from bench.runner import RunFolder
+
+        folder = RunFolder.open(options.resume)
+        options, manager = parse(folder.settings["argv"])
+    options.argv = list(argv) if folder is None else folder.settings["argv"]
     registered = available_methods(manager)
     if options.list_methods:
         print(list_methods(registered))
@@ -92,15 +109,35 @@ def run_command(argv: list[str]) -> int:
     from bench.runner import run
     from datasets import ensure_synthetic
 
-    data_root = options.data_path if options.data_path is not None else ensure_synthetic(seed=options.seed)
+    if folder is not None:
+        data_root = Path(folder.settings["header"]["data"])
+    elif options.data_path is not None:
+        data_root = options.data_path.resolve()
+    else:
+        data_root = ensure_synthetic(seed=options.seed)
     backbone = Backbone(options.backbone, weights=options.weights, seed=options.seed, device=options.device)
-    run(options, methods, backbone, Path(data_root))
+    result = run(options, methods, backbone, data_root, folder=folder)
+    if result.failed:
+        print(f"error: some categories failed; see the Failures table in {result.run_dir / 'results.md'}",
+              file=sys.stderr)
+        return 1
     return 0
+
+
+# ``bench.py NAME ...``: other jobs than a run, each a module with ``main(argv) -> int``.
+SUBCOMMANDS = {
+    "compare": "reports.compare",
+    "predict": "bench.predict",
+    "profile": "bench.profile",
+    "cache": "bench.cache_command",
+}
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
+        if argv and argv[0] in SUBCOMMANDS:
+            return importlib.import_module(SUBCOMMANDS[argv[0]]).main(argv[1:])
         return run_command(argv)
     except PatchbenchError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -1,10 +1,18 @@
-"""One benchmark run: for each category, extract features once, then fit, predict and score each method."""
+"""One benchmark run: for each category, extract features once, then fit, predict and score each method.
+
+A run lives in its own folder. ``results.csv`` and ``results.md`` are rewritten
+(atomically) after every (category, method) row, so an interrupted run keeps
+what it finished and ``--resume`` carries on from there. A category that fails
+is recorded with its reason and the run goes on with the next.
+"""
 
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import sys
-from dataclasses import dataclass, field
+import traceback
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
@@ -18,16 +26,22 @@ from bench.features import FeatureCache
 from bench.probes import measure
 from datasets import load_split, read_masks, resolve_categories
 from methods.base import AnomalyMethod, FeatureSet, Prediction
-from reports.tables import markdown_tables
+from reports.predictions import prediction_path, save_predictions
+from reports.tables import markdown_tables, table_columns
 
 MB = 2**20
+RUN_FILE = "run.json"
+RESULTS_CSV = "results.csv"
 
 
 @dataclass
 class RunResult:
     run_dir: Path
     results: pd.DataFrame
-    settings: dict = field(default_factory=dict)
+
+    @property
+    def failed(self) -> bool:
+        return "error" in self.results and self.results["error"].notna().any()
 
 
 def new_run_dir(parent: Path) -> Path:
@@ -53,11 +67,18 @@ def check_prediction(method: str, prediction: Prediction, n: int, image_size: tu
         )
 
 
-def score_row(method: str, labels: np.ndarray, masks: np.ndarray, prediction: Prediction) -> dict:
+def accuracy(method: str, labels: np.ndarray, masks: np.ndarray, prediction: Prediction,
+             fpr_limit: float) -> dict:
     """The accuracy columns of one (category, method) row."""
+    scores, maps = prediction.scores, prediction.maps
     return {
-        "image_auroc": metrics.image_auroc(labels, prediction.scores, method=method),
-        "pixel_auroc": metrics.pixel_auroc(masks, prediction.maps, method=method),
+        "image_auroc": metrics.image_auroc(labels, scores, method=method),
+        "pixel_auroc": metrics.pixel_auroc(masks, maps, method=method),
+        "pro": metrics.au_pro(masks, maps, fpr_limit=fpr_limit, method=method),
+        "image_f1_max": metrics.f1_max(labels, scores, method=method)[0],
+        "pixel_f1_max": metrics.pixel_f1_max(masks, maps, method=method)[0],
+        "image_ap": metrics.average_precision(labels, scores, method=method),
+        "pixel_ap": metrics.pixel_average_precision(masks, maps, method=method),
     }
 
 
@@ -70,52 +91,130 @@ def run_method(cls: type[AnomalyMethod], options, train: FeatureSet, test: Featu
     return method, prediction, fit_probe, predict_probe
 
 
-def write_tables(run_dir: Path, results: pd.DataFrame, settings: dict) -> str:
-    """Write ``results.csv`` and ``results.md``; return the Markdown."""
-    write_atomic(run_dir / "results.csv", lambda tmp: results.to_csv(tmp, index=False))
-    header = "\n".join(f"- {key}: {value}" for key, value in settings.items())
-    markdown = f"# patchbench results\n\n{header}\n\n{markdown_tables(results)}"
-    write_text_atomic(run_dir / "results.md", markdown)
-    return markdown
+class RunFolder:
+    """The files of one run: its settings (``run.json``), ``results.csv`` and ``results.md``."""
+
+    def __init__(self, path: Path, settings: dict):
+        self.path = Path(path)
+        self.settings = settings
+
+    @classmethod
+    def create(cls, parent: Path, settings: dict) -> "RunFolder":
+        folder = cls(new_run_dir(parent), settings)
+        write_text_atomic(folder.path / RUN_FILE, json.dumps(settings, indent=2))
+        return folder
+
+    @classmethod
+    def open(cls, path: Path) -> "RunFolder":
+        """An existing run folder, to be resumed."""
+        run_file = Path(path) / RUN_FILE
+        try:
+            settings = json.loads(run_file.read_text())
+        except (OSError, ValueError) as exc:
+            raise PatchbenchError(
+                f"cannot resume from {path}: {run_file} is missing or unreadable ({exc}); "
+                "pass the folder of a run that patchbench started"
+            ) from None
+        return cls(Path(path), settings)
+
+    def finished_rows(self) -> list[dict]:
+        """Rows of an earlier attempt that completed without error."""
+        csv = self.path / RESULTS_CSV
+        if not csv.exists():
+            return []
+        table = pd.read_csv(csv)
+        if "error" in table:
+            table = table[table["error"].isna()].drop(columns="error")
+        return table.to_dict("records")
+
+    def write(self, rows: list[dict]) -> str:
+        """Write ``results.csv`` and ``results.md``; return the Markdown."""
+        results = pd.DataFrame(rows)
+        write_atomic(self.path / RESULTS_CSV, lambda tmp: results.to_csv(tmp, index=False))
+        header = "\n".join(f"- {key}: {value}" for key, value in self.settings["header"].items())
+        tables = markdown_tables(results, table_columns(self.settings["header"]["PRO FPR limit"]))
+        markdown = f"# patchbench results\n\n{header}\n\n{tables}"
+        write_text_atomic(self.path / "results.md", markdown)
+        return markdown
 
 
 def run(options, methods: dict[str, type[AnomalyMethod]], backbone, data_root: Path,
-        out: TextIO | None = None) -> RunResult:
-    """Benchmark ``methods`` on every category ``options.category`` names under ``data_root``."""
+        folder: RunFolder | None = None, out: TextIO | None = None) -> RunResult:
+    """Benchmark ``methods`` on every category ``options.category`` names under ``data_root``.
+
+    ``folder``: an existing run to resume; its finished rows are kept.
+    """
     out = out or sys.stdout
     categories = resolve_categories(data_root, options.category)
-    run_dir = new_run_dir(Path(options.output))
-    settings = {
+    header = {
         "data": str(data_root),
         "categories": ", ".join(categories),
         "backbone": options.backbone,
         "weights": backbone.weights_used,
         "image": f"resize {options.resize}, crop {options.crop}",
         "seed": options.seed,
+        "PRO FPR limit": options.pro_fpr_limit,
     }
+    if folder is None:
+        folder = RunFolder.create(Path(options.output), {"argv": options.argv, "header": header})
+    done = {(row["category"], row["method"]): row for row in folder.finished_rows()}
+    rows: list[dict] = list(done.values())
     layers = tuple(sorted({layer for cls in methods.values() for layer in cls.layers}))
     cache = FeatureCache(backbone, layers, options.resize, options.crop, options.batch_size)
-    size = (options.crop, options.crop)
-    rows: list[dict] = []
-    for category in categories:
+    try:
+        for category in categories:
+            todo = {name: cls for name, cls in methods.items() if (category, name) not in done}
+            if todo:
+                rows.extend(run_category(category, todo, options, backbone, cache, data_root, folder, rows, out))
+                cache.drop(category)
+    except KeyboardInterrupt:
+        folder.write(ordered(rows, categories, methods))
+        print(f"\ninterrupted; finished rows are in {folder.path} (continue with --resume {folder.path})",
+              file=sys.stderr)
+        raise
+    rows = ordered(rows, categories, methods)
+    print(folder.write(rows), file=out)
+    print(f"results written to {folder.path}", file=out)
+    return RunResult(folder.path, pd.DataFrame(rows))
+
+
+def ordered(rows: list[dict], categories: list[str], methods: dict) -> list[dict]:
+    """Rows in category order, then method order, whatever order they finished in."""
+    cat_index = {c: i for i, c in enumerate(categories)}
+    method_index = {m: i for i, m in enumerate(methods)}
+    return sorted(rows, key=lambda r: (cat_index.get(r["category"], len(cat_index)),
+                                       method_index.get(r["method"], len(method_index))))
+
+
+def run_category(category, methods, options, backbone, cache, data_root, folder, rows, out) -> list[dict]:
+    """Rows for one category; a failure becomes an ``error`` row per method not yet done."""
+    new: list[dict] = []
+
+    def base(name: str) -> dict:
+        return {"category": category, "method": name, "backbone": options.backbone,
+                "weights": backbone.weights_used}
+    try:
         train_samples = load_split(data_root, category, "train")
         test_samples = load_split(data_root, category, "test")
+        masks = read_masks(test_samples, resize=options.resize, crop=options.crop)
+        labels = np.array([s.label for s in test_samples])
         train = cache.get(category, "train", train_samples)
         test = cache.get(category, "test", test_samples)
-        labels = np.array([s.label for s in test_samples])
-        masks = read_masks(test_samples, resize=options.resize, crop=options.crop)
         for name, cls in methods.items():
-            print(f"[{category}] {name}: fit on {len(train_samples)}, predict {len(test_samples)}", file=out)
-            method, prediction, fit_probe, predict_probe = run_method(cls, options, train.features, test.features)
-            rows.append({
-                "category": category,
-                "method": name,
-                "backbone": options.backbone,
-                "weights": backbone.weights_used,
-                **score_row(name, labels, masks, prediction),
+            print(f"[{category}] {name}: fit on {len(train_samples)} images, predict {len(test_samples)}",
+                  file=out)
+            method, prediction, fit_probe, predict_probe = run_method(
+                cls, options, train.features, test.features)
+            save_predictions(prediction_path(folder.path, category, name), test_samples, labels, masks,
+                             prediction.scores, prediction.maps)
+            seconds_per_image = predict_probe.seconds / len(test_samples)
+            new.append({
+                **base(name),
+                **accuracy(name, labels, masks, prediction, options.pro_fpr_limit),
                 "extract_s": train.seconds + test.seconds,
                 "fit_s": fit_probe.seconds,
-                "predict_ms_per_image": 1000.0 * predict_probe.seconds / len(test_samples),
+                "predict_ms_per_image": 1000.0 * seconds_per_image,
+                "images_per_s": 1.0 / seconds_per_image if seconds_per_image > 0 else float("inf"),
                 "fit_peak_mb": fit_probe.peak_rss_bytes / MB,
                 "predict_peak_mb": predict_probe.peak_rss_bytes / MB,
                 "model_mb": method.model_size_bytes() / MB,
@@ -123,10 +222,13 @@ def run(options, methods: dict[str, type[AnomalyMethod]], backbone, data_root: P
                 "n_test": len(test_samples),
                 "seed": options.seed,
             })
-            # Written after every row, so an interrupted run keeps what it finished.
-            write_tables(run_dir, pd.DataFrame(rows), settings)
-        cache.drop(category)
-    results = pd.DataFrame(rows)
-    print(write_tables(run_dir, results, settings), file=out)
-    print(f"results written to {run_dir}", file=out)
-    return RunResult(run_dir, results, settings)
+            folder.write(rows + new)
+    except Exception as exc:  # noqa: BLE001 - one category must not sink the run
+        reason = str(exc) if isinstance(exc, PatchbenchError) else f"{type(exc).__name__}: {exc}"
+        print(f"error: category {category!r} failed: {reason}", file=sys.stderr)
+        if not isinstance(exc, PatchbenchError):
+            traceback.print_exc(file=sys.stderr)
+        finished = {row["method"] for row in new}
+        new.extend({**base(name), "seed": options.seed, "error": reason} for name in methods if name not in finished)
+        folder.write(rows + new)
+    return new

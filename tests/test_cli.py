@@ -14,8 +14,9 @@ from bench.cli import main
 REPO = Path(__file__).resolve().parents[1]
 # Small images keep the suite quick; the pipeline is the same as at 224.
 SMALL = ["--resize", "72", "--crop", "64", "--weights", "random"]
-COLUMNS = ["category", "method", "backbone", "weights", "image_auroc", "pixel_auroc",
-           "extract_s", "fit_s", "predict_ms_per_image"]
+COLUMNS = ["category", "method", "backbone", "weights", "image_auroc", "pixel_auroc", "pro",
+           "image_f1_max", "pixel_f1_max", "image_ap", "pixel_ap", "extract_s", "fit_s",
+           "predict_ms_per_image", "images_per_s", "fit_peak_mb", "predict_peak_mb", "model_mb"]
 
 
 def run_dir(output: Path) -> Path:
@@ -32,11 +33,13 @@ def test_run_writes_csv_and_markdown_tables(synthetic_root, tmp_path, capsys):
     assert list(results.columns[: len(COLUMNS)]) == COLUMNS
     assert results[["category", "method"]].values.tolist() == [["weave", "patchcore"], ["washer", "patchcore"]]
     assert (results["weights"] == "random").all()
-    assert results["image_auroc"].between(0, 1).all() and results["pixel_auroc"].between(0, 1).all()
+    for column in ("image_auroc", "pixel_auroc", "pro", "image_f1_max", "pixel_f1_max", "image_ap", "pixel_ap"):
+        assert results[column].between(0, 1).all(), column
     assert (results[["extract_s", "fit_s", "predict_ms_per_image", "model_mb"]] > 0).all().all()
 
     markdown = (folder / "results.md").read_text()
     assert "weights: random" in markdown
+    assert "### AU-PRO (MVTec protocol, FPR up to 0.3) (higher is better)" in markdown
     table = markdown.split("### Image AUROC")[1].split("###")[0]
     mean_row = [line for line in table.splitlines() if line.startswith("| mean")]
     assert mean_row and f"{results['image_auroc'].mean():.3f}" in mean_row[0]

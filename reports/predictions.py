@@ -1,0 +1,68 @@
+"""What a run keeps of each (category, method) prediction, for figures and comparisons.
+
+``<run>/predictions/<category>/<method>.npz`` (plain NumPy arrays, no pickle):
+
+- ``image_paths``, ``mask_paths``: ``[N]`` str (mask path ``""`` for good images)
+- ``labels``: ``[N]`` int8; ``scores``: ``[N]`` float64 image scores
+- ``maps``: ``[N, S, S]`` float16 anomaly maps resized (bilinear) to ``S = MAP_SIZE``
+- ``image_threshold``, ``pixel_threshold``: scalars, the F1-max thresholds
+- ``roc_fpr``, ``roc_tpr``: the image-level ROC curve
+- ``pro_fpr``, ``pro_overlap``: the exact PRO curve at full resolution, thinned to
+  at most ``CURVE_POINTS`` points
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+import metrics
+from bench.atomic import write_atomic
+from methods.maps import resize_bilinear
+
+MAP_SIZE = 64
+CURVE_POINTS = 1000
+
+
+def thin(x: np.ndarray, y: np.ndarray, points: int = CURVE_POINTS) -> tuple[np.ndarray, np.ndarray]:
+    """At most ``points`` points of a curve, first and last kept."""
+    if len(x) <= points:
+        return x, y
+    keep = np.unique(np.linspace(0, len(x) - 1, points).round().astype(np.int64))
+    return x[keep], y[keep]
+
+
+def save_predictions(path: Path, samples, labels: np.ndarray, masks: np.ndarray,
+                     scores: np.ndarray, maps: np.ndarray) -> Path:
+    """Write one (category, method) prediction. ``masks``, ``maps``: ``[N, H, W]``."""
+    roc_fpr, roc_tpr = metrics.roc_curve(labels, scores)
+    pro_fpr, pro_overlap = thin(*metrics.pro_curve(masks, maps))
+    arrays = {
+        "image_paths": np.array([str(s.image_path) for s in samples]),
+        "mask_paths": np.array([str(s.mask_path) if s.mask_path else "" for s in samples]),
+        "labels": np.asarray(labels, dtype=np.int8),
+        "scores": np.asarray(scores, dtype=np.float64),
+        "maps": resize_bilinear(np.asarray(maps, dtype=np.float32), (MAP_SIZE, MAP_SIZE)).astype(np.float16),
+        "image_threshold": np.float64(metrics.f1_max(labels, scores)[1]),
+        "pixel_threshold": np.float64(metrics.pixel_f1_max(masks, maps)[1]),
+        "roc_fpr": roc_fpr,
+        "roc_tpr": roc_tpr,
+        "pro_fpr": pro_fpr,
+        "pro_overlap": pro_overlap,
+    }
+    return write_atomic(Path(path), lambda tmp: _savez(tmp, arrays))
+
+
+def _savez(tmp: Path, arrays: dict) -> None:
+    with open(tmp, "wb") as f:  # a file object, so NumPy does not append ".npz" to the name
+        np.savez_compressed(f, **arrays)
+
+
+def load_predictions(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as data:
+        return {key: data[key] for key in data.files}
+
+
+def prediction_path(run_dir: Path, category: str, method: str) -> Path:
+    return Path(run_dir) / "predictions" / category / f"{method}.npz"
