@@ -43,6 +43,11 @@ def base_parser(add_help: bool = True) -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default 8)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "gpu"],
                         help="where the backbone runs (default: the GPU when Paddle has one)")
+    parser.add_argument("--cache-dir", type=Path, default=None,
+                        help="where extracted features persist between runs "
+                             "(default: $PATCHBENCH_CACHE/features, else ~/.cache/patchbench/features)")
+    parser.add_argument("--no-cache", action="store_true",
+                        help="extract features afresh and keep them in memory only")
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of every random choice: synthetic data, random weights, coreset start, "
                              "projections (default 0)")

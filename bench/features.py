@@ -2,44 +2,165 @@
 
 Every method of a run asks for a subset of the same layers, so the harness
 extracts the union of those layers once per split and hands each method the
-same arrays.
+same arrays. With a cache folder, features also persist between runs:
+
+``<cache>/<key>/manifest.json`` plus one ``<layer>.npy`` per layer, where
+``key`` is a hash of everything that changes the features: the image files
+(path, size, modification time), category, split, backbone, weights identity,
+resize and crop. Layers are stored one file each, so a later run that needs
+another layer extracts only what is missing and keeps the rest. Every file is
+written atomically and the manifest records each layer's shape and CRC-32, so a
+truncated or corrupted entry is detected, reported and rebuilt.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import shutil
+import sys
 import time
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from bench.atomic import write_atomic, write_text_atomic
 from datasets import Sample, read_images
 from methods.base import FeatureSet
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+
+
+def default_cache_dir() -> Path:
+    """``$PATCHBENCH_CACHE/features``; the cache defaults to ``~/.cache/patchbench``."""
+    root = os.environ.get("PATCHBENCH_CACHE") or Path.home() / ".cache" / "patchbench"
+    return Path(root).expanduser() / "features"
 
 
 @dataclass
 class Extraction:
-    """Features of one split and what they cost: ``seconds`` of reading and forward passes."""
+    """Features of one split and what they cost: ``seconds`` to extract (or load), and from where."""
 
     features: FeatureSet
     seconds: float
+    from_cache: bool
+
+
+def file_crc32(path: Path, chunk: int = 2**24) -> int:
+    crc = 0
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            crc = zlib.crc32(block, crc)
+    return crc
+
+
+def entry_key(description: dict) -> str:
+    return hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def describe(samples: list[Sample], category: str, split: str, backbone, resize: int, crop: int) -> dict:
+    """Everything that changes a split's features, as JSON-able data."""
+    files = []
+    for sample in samples:
+        stat = Path(sample.image_path).stat()
+        files.append([str(Path(sample.image_path).resolve()), stat.st_size, stat.st_mtime_ns])
+    return {
+        "version": FORMAT_VERSION,
+        "category": category,
+        "split": split,
+        "backbone": backbone.name,
+        "weights": backbone.weights_id,
+        "resize": resize,
+        "crop": crop,
+        "files": files,
+    }
+
+
+class DiskEntry:
+    """One cache entry: a folder of per-layer ``.npy`` files and their manifest."""
+
+    def __init__(self, folder: Path, description: dict):
+        self.folder = folder
+        self.description = description
+
+    def _manifest(self) -> dict:
+        path = self.folder / MANIFEST
+        if not path.exists():
+            return {"description": self.description, "layers": {}}
+        return json.loads(path.read_text())
+
+    def load(self, layers: tuple[str, ...]) -> dict[str, np.ndarray]:
+        """The stored layers among ``layers`` that pass their checks; bad ones are reported and dropped."""
+        try:
+            stored = self._manifest()["layers"]
+        except (OSError, ValueError, KeyError) as exc:
+            print(f"warning: feature cache entry {self.folder} has an unreadable manifest ({exc}); "
+                  "rebuilding it", file=sys.stderr)
+            shutil.rmtree(self.folder, ignore_errors=True)
+            return {}
+        found = {}
+        for layer in layers:
+            if layer not in stored:
+                continue
+            info, path = stored[layer], self.folder / stored[layer]["file"]
+            try:
+                if file_crc32(path) != info["crc32"]:
+                    raise ValueError("checksum mismatch")
+                array = np.load(path, allow_pickle=False)
+                if list(array.shape) != info["shape"]:
+                    raise ValueError(f"shape {array.shape} instead of {info['shape']}")
+            except (OSError, ValueError) as exc:
+                print(f"warning: feature cache file {path} is truncated or corrupted ({exc}); "
+                      "extracting it again", file=sys.stderr)
+                continue
+            found[layer] = array
+        return found
+
+    def store(self, arrays: dict[str, np.ndarray]) -> None:
+        """Add ``arrays`` to the entry; the manifest is rewritten last, so it never names a partial file."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        try:
+            manifest = self._manifest()
+        except (OSError, ValueError):
+            manifest = {"description": self.description, "layers": {}}
+        for layer, array in arrays.items():
+            path = write_atomic(self.folder / f"{layer}.npy",
+                                lambda tmp, a=array: _save_npy(tmp, a))
+            manifest["layers"][layer] = {"file": path.name, "shape": list(array.shape),
+                                         "dtype": str(array.dtype), "bytes": path.stat().st_size,
+                                         "crc32": file_crc32(path)}
+        write_text_atomic(self.folder / MANIFEST, json.dumps(manifest, indent=1))
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    with open(path, "wb") as f:  # a file object, so NumPy does not append ".npy" to the name
+        np.save(f, array, allow_pickle=False)
 
 
 class FeatureCache:
-    """Extracts the union of the run's layers for a split and keeps the result for the run."""
+    """Extracts the union of the run's layers for a split, keeps it for the run, and on disk.
 
-    def __init__(self, backbone, layers: tuple[str, ...], resize: int, crop: int, batch_size: int = 8):
+    ``cache_dir=None`` keeps features in memory only (``--no-cache``).
+    """
+
+    def __init__(self, backbone, layers: tuple[str, ...], resize: int, crop: int, batch_size: int = 8,
+                 cache_dir: Path | None = None):
         self.backbone = backbone
         self.layers = tuple(layers)
         self.resize = resize
         self.crop = crop
         self.batch_size = batch_size
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self._entries: dict[tuple[str, str], Extraction] = {}
 
     def get(self, category: str, split: str, samples: list[Sample]) -> Extraction:
         key = (category, split)
         if key not in self._entries:
-            self._entries[key] = self._extract(samples)
+            self._entries[key] = self._load_or_extract(category, split, samples)
         return self._entries[key]
 
     def drop(self, category: str) -> None:
@@ -47,9 +168,34 @@ class FeatureCache:
         for key in [k for k in self._entries if k[0] == category]:
             del self._entries[key]
 
-    def _extract(self, samples: list[Sample]) -> Extraction:
+    def _stored_name(self, layer: str) -> str:
+        """``avgpool`` pools the deepest stage extracted with it, so its stored name says which."""
+        if layer != "avgpool":
+            return layer
+        stages = [name for name in self.layers if name != "avgpool"]
+        return f"avgpool-{max(stages)}" if stages else "avgpool"
+
+    def _load_or_extract(self, category: str, split: str, samples: list[Sample]) -> Extraction:
         start = time.perf_counter()
+        names = {self._stored_name(layer): layer for layer in self.layers}
+        entry, found = None, {}
+        if self.cache_dir is not None:
+            description = describe(samples, category, split, self.backbone, self.resize, self.crop)
+            entry = DiskEntry(self.cache_dir / entry_key(description), description)
+            found = entry.load(tuple(names))
+        missing = tuple(layer for name, layer in names.items() if name not in found)
+        if missing:
+            if "avgpool" in missing:  # the pooled stage must be computed alongside
+                missing = tuple(sorted(set(missing) | set(self.layers) - {"avgpool"})) + ("avgpool",)
+            extracted = self._extract(samples, missing)
+            extracted = {self._stored_name(layer): array for layer, array in extracted.items()}
+            if entry is not None:
+                entry.store(extracted)
+            found.update(extracted)
+        features = FeatureSet({layer: found[name] for name, layer in names.items()},
+                              image_size=(self.crop, self.crop))
+        return Extraction(features, time.perf_counter() - start, from_cache=not missing)
+
+    def _extract(self, samples: list[Sample], layers: tuple[str, ...]) -> dict[str, np.ndarray]:
         images = read_images([s.image_path for s in samples], resize=self.resize, crop=self.crop)
-        layers = self.backbone.extract(images, self.layers, batch_size=self.batch_size)
-        seconds = time.perf_counter() - start
-        return Extraction(FeatureSet(layers, image_size=(self.crop, self.crop)), seconds)
+        return self.backbone.extract(images, layers, batch_size=self.batch_size)

@@ -22,7 +22,7 @@ import pandas as pd
 import metrics
 from bench.atomic import write_atomic, write_text_atomic
 from bench.errors import PatchbenchError
-from bench.features import FeatureCache
+from bench.features import FeatureCache, default_cache_dir
 from bench.probes import measure
 from datasets import load_split, read_masks, resolve_categories
 from methods.base import AnomalyMethod, FeatureSet, Prediction
@@ -160,7 +160,8 @@ def run(options, methods: dict[str, type[AnomalyMethod]], backbone, data_root: P
     done = {(row["category"], row["method"]): row for row in folder.finished_rows()}
     rows: list[dict] = list(done.values())
     layers = tuple(sorted({layer for cls in methods.values() for layer in cls.layers}))
-    cache = FeatureCache(backbone, layers, options.resize, options.crop, options.batch_size)
+    cache_dir = None if options.no_cache else (options.cache_dir or default_cache_dir())
+    cache = FeatureCache(backbone, layers, options.resize, options.crop, options.batch_size, cache_dir)
     try:
         for category in categories:
             todo = {name: cls for name, cls in methods.items() if (category, name) not in done}
@@ -212,6 +213,7 @@ def run_category(category, methods, options, backbone, cache, data_root, folder,
                 **base(name),
                 **accuracy(name, labels, masks, prediction, options.pro_fpr_limit),
                 "extract_s": train.seconds + test.seconds,
+                "features_from_cache": train.from_cache and test.from_cache,
                 "fit_s": fit_probe.seconds,
                 "predict_ms_per_image": 1000.0 * seconds_per_image,
                 "images_per_s": 1.0 / seconds_per_image if seconds_per_image > 0 else float("inf"),

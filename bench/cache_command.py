@@ -1,0 +1,58 @@
+"""``python bench.py cache [list|clear]``: show or clear the persistent feature cache."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+from bench.features import MANIFEST, default_cache_dir
+
+
+def entries(cache_dir: Path) -> list[tuple[Path, dict]]:
+    """``(folder, manifest)`` of every entry; an unreadable manifest gives ``{}``."""
+    found = []
+    for folder in sorted(p for p in Path(cache_dir).glob("*") if p.is_dir()):
+        try:
+            manifest = json.loads((folder / MANIFEST).read_text())
+        except (OSError, ValueError):
+            manifest = {}
+        found.append((folder, manifest))
+    return found
+
+
+def folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def listing(cache_dir: Path) -> str:
+    rows, total = [], 0
+    for folder, manifest in entries(cache_dir):
+        d = manifest.get("description", {})
+        size = folder_bytes(folder)
+        total += size
+        layers = ",".join(manifest.get("layers", {})) or "(incomplete)"
+        rows.append(f"{folder.name[:12]}  {d.get('category', '?'):<14} {d.get('split', '?'):<5} "
+                    f"{d.get('backbone', '?'):<16} {d.get('weights', '?'):<22} "
+                    f"{len(d.get('files', [])):>5} images  {layers:<34} {size / 2**20:>9.1f} MB")
+    rows.append(f"{len(rows)} entries, {total / 2**20:.1f} MB in {cache_dir}")
+    return "\n".join(rows)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="bench.py cache", description=__doc__)
+    parser.add_argument("action", nargs="?", default="list", choices=["list", "clear"],
+                        help="list the entries (default) or delete them all")
+    parser.add_argument("--cache-dir", type=Path, default=None,
+                        help="the feature cache (default: $PATCHBENCH_CACHE/features)")
+    options = parser.parse_args(argv)
+    cache_dir = options.cache_dir or default_cache_dir()
+    if options.action == "clear":
+        removed = entries(cache_dir)
+        for folder, _ in removed:
+            shutil.rmtree(folder, ignore_errors=True)
+        print(f"removed {len(removed)} entries from {cache_dir}")
+        return 0
+    print(listing(cache_dir))
+    return 0

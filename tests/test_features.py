@@ -1,0 +1,132 @@
+"""Features are extracted once per category and backbone, persist on disk, and survive corruption;
+one failing category does not sink a run, and --resume finishes it."""
+
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bench.backbone import Backbone
+from bench.cli import main, parse
+from bench.plugins import available_methods
+from bench.runner import run
+
+SMALL = ["--resize", "72", "--crop", "64", "--weights", "random"]
+ACCURACY = ["image_auroc", "pixel_auroc", "pro", "image_ap", "pixel_ap"]
+
+
+class CountingBackbone:
+    """A real backbone that records every extraction it is asked for."""
+
+    def __init__(self):
+        self.inner = Backbone("resnet18", weights="random", seed=0)
+        self.calls: list[tuple[int, tuple[str, ...]]] = []
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def extract(self, images, layers, batch_size=8):
+        self.calls.append((len(images), tuple(layers)))
+        return self.inner.extract(images, layers, batch_size=batch_size)
+
+
+@pytest.fixture(scope="module")
+def backbone():
+    return CountingBackbone()
+
+
+def bench_run(backbone, root, out, *extra, methods="patchcore,padim,spade", category="weave,chip"):
+    argv = ["--data-path", str(root), "--category", category, "--methods", methods,
+            "--output", str(out), *SMALL, *extra]
+    options, manager = parse(argv)
+    options.argv = argv
+    registered = available_methods(manager)
+    chosen = {name: registered[name] for name in methods.split(",")}
+    backbone.calls.clear()
+    return run(options, chosen, backbone, root)
+
+
+def test_three_methods_share_one_extraction_per_split(backbone, synthetic_root, tmp_path):
+    result = bench_run(backbone, synthetic_root, tmp_path, "--no-cache")
+    # weave and chip, train and test: four forward passes over the images, no more.
+    assert len(backbone.calls) == 4
+    assert all(set(layers) == {"avgpool", "layer1", "layer2", "layer3"} for _, layers in backbone.calls)
+    assert sorted(result.results["method"].unique()) == ["padim", "patchcore", "spade"]
+    assert len(result.results) == 6
+    assert not result.results["features_from_cache"].any()
+
+
+def test_second_run_extracts_nothing_and_gives_the_same_numbers(backbone, synthetic_root, tmp_path):
+    cache = ["--cache-dir", str(tmp_path / "cache")]
+    first = bench_run(backbone, synthetic_root, tmp_path / "a", *cache, methods="patchcore")
+    assert len(backbone.calls) == 4
+    second = bench_run(backbone, synthetic_root, tmp_path / "b", *cache, methods="patchcore")
+    assert backbone.calls == []
+    assert second.results["features_from_cache"].all()
+    pd.testing.assert_frame_equal(first.results[ACCURACY], second.results[ACCURACY])
+
+    # PaDiM adds layer1: only what is missing is extracted, the rest comes from disk.
+    third = bench_run(backbone, synthetic_root, tmp_path / "c", *cache, methods="patchcore,padim")
+    assert [layers for _, layers in backbone.calls] == [("layer1",)] * 4
+    pd.testing.assert_frame_equal(first.results[ACCURACY],
+                                  third.results[third.results["method"] == "patchcore"][ACCURACY]
+                                  .reset_index(drop=True))
+
+
+def test_corrupted_cache_entry_is_reported_and_rebuilt(backbone, synthetic_root, tmp_path, capsys):
+    cache = tmp_path / "cache"
+    first = bench_run(backbone, synthetic_root, tmp_path / "a", "--cache-dir", str(cache),
+                      methods="patchcore", category="weave")
+    victim = sorted(cache.glob("*/layer2.npy"))[0]
+    victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])
+    capsys.readouterr()
+    again = bench_run(backbone, synthetic_root, tmp_path / "b", "--cache-dir", str(cache),
+                      methods="patchcore", category="weave")
+    assert str(victim) in capsys.readouterr().err
+    assert len(backbone.calls) == 1  # only the damaged split is extracted again
+    pd.testing.assert_frame_equal(first.results[ACCURACY], again.results[ACCURACY])
+    bench_run(backbone, synthetic_root, tmp_path / "c", "--cache-dir", str(cache),
+              methods="patchcore", category="weave")
+    assert backbone.calls == []  # and the rebuilt entry is whole
+
+
+def test_cache_command_lists_and_clears(backbone, synthetic_root, tmp_path, capsys):
+    cache = tmp_path / "cache"
+    bench_run(backbone, synthetic_root, tmp_path / "a", "--cache-dir", str(cache),
+              methods="patchcore", category="weave")
+    capsys.readouterr()
+    assert main(["cache", "list", "--cache-dir", str(cache)]) == 0
+    listing = capsys.readouterr().out
+    assert listing.count("weave") == 2 and "2 entries" in listing and "layer2,layer3" in listing
+    assert main(["cache", "clear", "--cache-dir", str(cache)]) == 0
+    assert not any(p.is_dir() for p in cache.iterdir())
+
+
+def test_failed_category_is_recorded_and_resume_finishes_the_run(category_copy, synthetic_root, tmp_path, capsys):
+    root = category_copy("weave")
+    shutil.copytree(synthetic_root / "chip", root / "chip")
+    image = sorted((root / "chip" / "test" / "good").glob("*.png"))[0]
+    good_bytes = image.read_bytes()
+    image.write_bytes(b"\x89PNG broken")
+    argv = ["--data-path", str(root), "--methods", "patchcore,padim", "--output", str(tmp_path / "runs"),
+            "--no-cache", *SMALL]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert str(image) in err and "Traceback" not in err
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    partial = pd.read_csv(run_dir / "results.csv")
+    assert partial[partial["category"] == "weave"]["error"].isna().all()
+    assert partial[partial["category"] == "chip"]["error"].str.contains(image.name).all()
+    assert "### Failures" in (run_dir / "results.md").read_text()
+
+    image.write_bytes(good_bytes)
+    assert main(["--resume", str(run_dir)]) == 0
+    final = pd.read_csv(run_dir / "results.csv")
+    assert final[["category", "method"]].values.tolist() == [
+        ["chip", "patchcore"], ["chip", "padim"], ["weave", "patchcore"], ["weave", "padim"]]
+    assert "error" not in final or final["error"].isna().all()
+    # Finished rows were kept as they were, not recomputed.
+    kept = partial[partial["category"] == "weave"].reset_index(drop=True)
+    pd.testing.assert_frame_equal(final[final["category"] == "weave"].reset_index(drop=True)[kept.columns.drop("error")],
+                                  kept.drop(columns="error"), check_dtype=False)
