@@ -7,6 +7,7 @@ import importlib
 import sys
 from pathlib import Path
 
+from bench import log
 from bench.errors import PatchbenchError
 from bench.plugins import available_methods, plugin_manager
 
@@ -60,6 +61,11 @@ def base_parser(add_help: bool = True) -> argparse.ArgumentParser:
                              "finished rows are kept, the rest is done")
     parser.add_argument("--plugin", action="append", default=[], metavar="MODULE",
                         help="load a method plugin: a module name or the path of a .py file (repeatable)")
+    parser.add_argument("--save-models", action="store_true",
+                        help="keep each fitted method in RUN/models/<category>/<method> (NumPy arrays and a "
+                             "JSON header, no pickle) for 'bench.py predict'")
+    parser.add_argument("--quiet", action="store_true",
+                        help="no progress bars or step messages; tables, warnings and errors still show")
     parser.add_argument("--list-methods", action="store_true", help="list the registered methods and exit")
     return parser
 
@@ -104,6 +110,7 @@ def run_command(argv: list[str]) -> int:
         folder = RunFolder.open(options.resume)
         options, manager = parse(folder.settings["argv"])
     options.argv = list(argv) if folder is None else folder.settings["argv"]
+    log.setup(quiet=options.quiet)
     registered = available_methods(manager)
     if options.list_methods:
         print(list_methods(registered))

@@ -19,7 +19,6 @@ import hashlib
 import json
 import os
 import shutil
-import sys
 import time
 import zlib
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.atomic import write_atomic, write_text_atomic
+from bench.log import logger, progress
 from datasets import Sample, read_images
 from methods.base import FeatureSet
 
@@ -98,8 +98,8 @@ class DiskEntry:
         try:
             stored = self._manifest()["layers"]
         except (OSError, ValueError, KeyError) as exc:
-            print(f"warning: feature cache entry {self.folder} has an unreadable manifest ({exc}); "
-                  "rebuilding it", file=sys.stderr)
+            logger.warning("warning: feature cache entry %s has an unreadable manifest (%s); rebuilding it",
+                           self.folder, exc)
             shutil.rmtree(self.folder, ignore_errors=True)
             return {}
         found = {}
@@ -114,8 +114,8 @@ class DiskEntry:
                 if list(array.shape) != info["shape"]:
                     raise ValueError(f"shape {array.shape} instead of {info['shape']}")
             except (OSError, ValueError) as exc:
-                print(f"warning: feature cache file {path} is truncated or corrupted ({exc}); "
-                      "extracting it again", file=sys.stderr)
+                logger.warning("warning: feature cache file %s is truncated or corrupted (%s); "
+                               "extracting it again", path, exc)
                 continue
             found[layer] = array
         return found
@@ -187,7 +187,7 @@ class FeatureCache:
         if missing:
             if "avgpool" in missing:  # the pooled stage must be computed alongside
                 missing = tuple(sorted(set(missing) | set(self.layers) - {"avgpool"})) + ("avgpool",)
-            extracted = self._extract(samples, missing)
+            extracted = self._extract(samples, missing, f"{category}/{split}")
             extracted = {self._stored_name(layer): array for layer, array in extracted.items()}
             if entry is not None:
                 entry.store(extracted)
@@ -196,6 +196,8 @@ class FeatureCache:
                               image_size=(self.crop, self.crop))
         return Extraction(features, time.perf_counter() - start, from_cache=not missing)
 
-    def _extract(self, samples: list[Sample], layers: tuple[str, ...]) -> dict[str, np.ndarray]:
+    def _extract(self, samples: list[Sample], layers: tuple[str, ...], what: str) -> dict[str, np.ndarray]:
         images = read_images([s.image_path for s in samples], resize=self.resize, crop=self.crop)
-        return self.backbone.extract(images, layers, batch_size=self.batch_size)
+        with progress(total=len(images), desc=f"features {what}", unit="img") as bar:
+            return self.backbone.extract(images, layers, batch_size=self.batch_size,
+                                         progress=lambda done, total: bar.update(done - bar.n))

@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import sys
-import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -23,6 +22,8 @@ import metrics
 from bench.atomic import write_atomic, write_text_atomic
 from bench.errors import PatchbenchError
 from bench.features import FeatureCache, default_cache_dir
+from bench.log import attach_run_log, logger, progress
+from bench.models import save_model
 from bench.probes import measure
 from datasets import load_split, read_masks, resolve_categories
 from methods.base import AnomalyMethod, FeatureSet, Prediction
@@ -157,25 +158,40 @@ def run(options, methods: dict[str, type[AnomalyMethod]], backbone, data_root: P
     }
     if folder is None:
         folder = RunFolder.create(Path(options.output), {"argv": options.argv, "header": header})
+    log_handler = attach_run_log(folder.path)
+    logger.info("run folder: %s", folder.path)
+    try:
+        return _run(options, methods, backbone, data_root, categories, folder, out)
+    finally:
+        logger.removeHandler(log_handler)
+        log_handler.close()
+
+
+def _run(options, methods, backbone, data_root, categories, folder, out) -> RunResult:
     done = {(row["category"], row["method"]): row for row in folder.finished_rows()}
+    if done:
+        logger.info("resuming: %d finished rows kept", len(done))
     rows: list[dict] = list(done.values())
     layers = tuple(sorted({layer for cls in methods.values() for layer in cls.layers}))
     cache_dir = None if options.no_cache else (options.cache_dir or default_cache_dir())
     cache = FeatureCache(backbone, layers, options.resize, options.crop, options.batch_size, cache_dir)
+    steps = progress(total=len(categories) * len(methods), initial=len(done), desc="benchmark", unit="fit")
     try:
         for category in categories:
             todo = {name: cls for name, cls in methods.items() if (category, name) not in done}
             if todo:
-                rows.extend(run_category(category, todo, options, backbone, cache, data_root, folder, rows, out))
+                run_category(category, todo, options, backbone, cache, data_root, folder, rows)
                 cache.drop(category)
+                steps.update(len(todo))
     except KeyboardInterrupt:
         folder.write(ordered(rows, categories, methods))
-        print(f"\ninterrupted; finished rows are in {folder.path} (continue with --resume {folder.path})",
-              file=sys.stderr)
+        logger.warning("interrupted; the finished rows are in %s (continue with --resume %s)",
+                       folder.path, folder.path)
         raise
+    steps.close()
     rows = ordered(rows, categories, methods)
     print(folder.write(rows), file=out)
-    print(f"results written to {folder.path}", file=out)
+    logger.info("results written to %s", folder.path)
     return RunResult(folder.path, pd.DataFrame(rows))
 
 
@@ -187,9 +203,10 @@ def ordered(rows: list[dict], categories: list[str], methods: dict) -> list[dict
                                        method_index.get(r["method"], len(method_index))))
 
 
-def run_category(category, methods, options, backbone, cache, data_root, folder, rows, out) -> list[dict]:
-    """Rows for one category; a failure becomes an ``error`` row per method not yet done."""
-    new: list[dict] = []
+def run_category(category, methods, options, backbone, cache, data_root, folder, rows: list[dict]) -> None:
+    """Append one category's rows to ``rows`` as each finishes; a failure becomes an ``error`` row
+    per method not yet done."""
+    finished: set[str] = set()
 
     def base(name: str) -> dict:
         return {"category": category, "method": name, "backbone": options.backbone,
@@ -202,14 +219,18 @@ def run_category(category, methods, options, backbone, cache, data_root, folder,
         train = cache.get(category, "train", train_samples)
         test = cache.get(category, "test", test_samples)
         for name, cls in methods.items():
-            print(f"[{category}] {name}: fit on {len(train_samples)} images, predict {len(test_samples)}",
-                  file=out)
+            logger.info("[%s] %s: fit on %d images, predict %d", category, name,
+                        len(train_samples), len(test_samples))
             method, prediction, fit_probe, predict_probe = run_method(
                 cls, options, train.features, test.features)
             save_predictions(prediction_path(folder.path, category, name), test_samples, labels, masks,
                              prediction.scores, prediction.maps)
+            if options.save_models:
+                save_model(method, folder.path / "models" / category / name, backbone=backbone.name,
+                           weights_id=backbone.weights_id, weights_used=backbone.weights_used,
+                           resize=options.resize, crop=options.crop, layers=cache.layers, category=category)
             seconds_per_image = predict_probe.seconds / len(test_samples)
-            new.append({
+            rows.append({
                 **base(name),
                 **accuracy(name, labels, masks, prediction, options.pro_fpr_limit),
                 "extract_s": train.seconds + test.seconds,
@@ -224,13 +245,12 @@ def run_category(category, methods, options, backbone, cache, data_root, folder,
                 "n_test": len(test_samples),
                 "seed": options.seed,
             })
-            folder.write(rows + new)
+            finished.add(name)
+            folder.write(rows)
     except Exception as exc:  # noqa: BLE001 - one category must not sink the run
         reason = str(exc) if isinstance(exc, PatchbenchError) else f"{type(exc).__name__}: {exc}"
-        print(f"error: category {category!r} failed: {reason}", file=sys.stderr)
-        if not isinstance(exc, PatchbenchError):
-            traceback.print_exc(file=sys.stderr)
-        finished = {row["method"] for row in new}
-        new.extend({**base(name), "seed": options.seed, "error": reason} for name in methods if name not in finished)
-        folder.write(rows + new)
-    return new
+        # A user's mistake needs its message; a bug in a method needs its traceback.
+        logger.error("error: category %r failed: %s", category, reason,
+                     exc_info=not isinstance(exc, PatchbenchError))
+        rows.extend({**base(name), "seed": options.seed, "error": reason} for name in methods if name not in finished)
+        folder.write(rows)

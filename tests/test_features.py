@@ -26,9 +26,9 @@ class CountingBackbone:
     def __getattr__(self, name):
         return getattr(self.inner, name)
 
-    def extract(self, images, layers, batch_size=8):
+    def extract(self, images, layers, batch_size=8, progress=None):
         self.calls.append((len(images), tuple(layers)))
-        return self.inner.extract(images, layers, batch_size=batch_size)
+        return self.inner.extract(images, layers, batch_size=batch_size, progress=progress)
 
 
 @pytest.fixture(scope="module")
@@ -84,6 +84,7 @@ def test_corrupted_cache_entry_is_reported_and_rebuilt(backbone, synthetic_root,
     again = bench_run(backbone, synthetic_root, tmp_path / "b", "--cache-dir", str(cache),
                       methods="patchcore", category="weave")
     assert str(victim) in capsys.readouterr().err
+    assert str(victim) in (again.run_dir / "run.log").read_text()
     assert len(backbone.calls) == 1  # only the damaged split is extracted again
     pd.testing.assert_frame_equal(first.results[ACCURACY], again.results[ACCURACY])
     bench_run(backbone, synthetic_root, tmp_path / "c", "--cache-dir", str(cache),

@@ -1,0 +1,59 @@
+"""What a run tells the user: progress bars and messages on the terminal, everything in ``run.log``.
+
+Messages go through the ``patchbench`` logger: the terminal gets warnings and
+errors always and the step-by-step lines unless ``--quiet``; the run folder's
+``run.log`` gets everything, tracebacks included. Progress bars (tqdm) show
+only on a terminal and never with ``--quiet``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+logger = logging.getLogger("patchbench")
+_quiet = False
+
+
+class _TqdmSafeHandler(logging.StreamHandler):
+    """Writes around an active progress bar instead of through it."""
+
+    def emit(self, record):
+        try:
+            tqdm.write(self.format(record), file=sys.stderr)
+        except Exception:  # noqa: BLE001 - logging must never raise
+            self.handleError(record)
+
+
+def setup(quiet: bool = False) -> None:
+    """Terminal output for this process: INFO and up, or WARNING and up when ``quiet``."""
+    global _quiet
+    _quiet = quiet
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False
+    for handler in [h for h in logger.handlers if isinstance(h, _TqdmSafeHandler)]:
+        logger.removeHandler(handler)
+    handler = _TqdmSafeHandler()
+    handler.setLevel(logging.WARNING if quiet else logging.INFO)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger.addHandler(handler)
+
+
+def attach_run_log(run_dir: Path) -> logging.Handler:
+    """Append everything from now on to ``run_dir/run.log``; detach with ``logger.removeHandler``."""
+    handler = logging.FileHandler(Path(run_dir) / "run.log", encoding="utf-8")
+    handler.setLevel(logging.DEBUG)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logger.addHandler(handler)
+    return handler
+
+
+def progress(iterable=None, **kwargs) -> tqdm:
+    """A tqdm bar on stderr that stays silent off a terminal and with ``--quiet``."""
+    return tqdm(iterable, disable=True if _quiet else None, leave=False, dynamic_ncols=True, **kwargs)
+
+
+setup()
