@@ -27,6 +27,7 @@ from bench.models import save_model
 from bench.probes import measure
 from datasets import load_split, read_masks, resolve_categories
 from methods.base import AnomalyMethod, FeatureSet, Prediction
+from reports.html import write_report
 from reports.predictions import prediction_path, save_predictions
 from reports.tables import markdown_tables, table_columns
 
@@ -191,6 +192,7 @@ def _run(options, methods, backbone, data_root, categories, folder, out) -> RunR
     steps.close()
     rows = ordered(rows, categories, methods)
     print(folder.write(rows), file=out)
+    write_report(folder.path)
     logger.info("results written to %s", folder.path)
     return RunResult(folder.path, pd.DataFrame(rows))
 
@@ -240,6 +242,8 @@ def run_category(category, methods, options, backbone, cache, data_root, folder,
                 "images_per_s": 1.0 / seconds_per_image if seconds_per_image > 0 else float("inf"),
                 "fit_peak_mb": fit_probe.peak_rss_bytes / MB,
                 "predict_peak_mb": predict_probe.peak_rss_bytes / MB,
+                "fit_gpu_peak_mb": fit_probe.peak_gpu_bytes / MB,
+                "predict_gpu_peak_mb": predict_probe.peak_gpu_bytes / MB,
                 "model_mb": method.model_size_bytes() / MB,
                 "n_train": len(train_samples),
                 "n_test": len(test_samples),

@@ -35,6 +35,8 @@ SPEED = (
 MEMORY = (
     Column("fit_peak_mb", "Peak RSS during fit (MB)", False, ".0f"),
     Column("predict_peak_mb", "Peak RSS during predict (MB)", False, ".0f"),
+    Column("fit_gpu_peak_mb", "Peak GPU memory during fit (MB)", False, ".0f"),
+    Column("predict_gpu_peak_mb", "Peak GPU memory during predict (MB)", False, ".0f"),
     Column("model_mb", "Model size (MB)", False, ".2f"),
 )
 TABLES = ACCURACY + SPEED + MEMORY
@@ -65,7 +67,8 @@ def markdown_tables(results: pd.DataFrame, columns: tuple[Column, ...] = TABLES)
     """Every present column of ``results`` as a titled Markdown table, failures listed last."""
     parts = []
     for column in columns:
-        if column.key not in results or results[column.key].isna().all():
+        if column.key not in results or results[column.key].isna().all() or (
+                column.key.endswith("gpu_peak_mb") and not results[column.key].any()):
             continue
         direction = "higher is better" if column.higher_is_better else "lower is better"
         table = metric_table(results, column.key)
