@@ -11,11 +11,14 @@ This module only lists files; reading pixels is ``datasets.transforms``.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 from bench.errors import PatchbenchError
 from datasets.synthetic_scenes import SCENES
+
+logger = logging.getLogger("patchbench")
 
 CATEGORIES: tuple[str, ...] = (
     "bottle", "cable", "capsule", "carpet", "grid", "hazelnut", "leather", "metal_nut",
@@ -185,16 +188,23 @@ def _test_sample(root: Path, category: str, defect: str, path: Path) -> Sample:
 
 
 def list_images(folder: Path) -> list[Path]:
-    """Image files directly in ``folder``, sorted by name, hidden files skipped."""
+    """Image files directly in ``folder``, sorted by name.
+
+    Hidden files (``.DS_Store``) are skipped silently; any other file that is
+    not an image is skipped with a warning naming it, so a stray ``notes.txt``
+    neither sinks the run nor disappears unnoticed.
+    """
     if not folder.is_dir():
         return []
-    return sorted(
-        (
-            path
-            for path in folder.iterdir()
-            if not path.name.startswith(".")
-            and path.suffix.lower() in IMAGE_SUFFIXES
-            and path.is_file()
-        ),
-        key=lambda path: path.name,
-    )
+    images = []
+    for path in sorted(folder.iterdir(), key=lambda p: p.name):
+        if path.name.startswith(".") or not path.is_file():
+            continue
+        if path.suffix.lower() not in IMAGE_SUFFIXES:
+            logger.warning(
+                "warning: skipping %s: not an image (expected %s); remove it or rename it",
+                path, ", ".join(sorted(IMAGE_SUFFIXES)),
+            )
+            continue
+        images.append(path)
+    return images

@@ -1,0 +1,260 @@
+"""``bench.py predict IMAGE... --model PATH``: score images with a saved model and draw heat maps.
+
+The backbone, its weights, the image geometry and the layers all come from the
+model's header (see ``bench.models``), so the features are the ones the model
+was fitted on; ``--weights`` only says where to find weights the model names
+but cannot rebuild by itself (a file, or ImageNet weights on an offline machine).
+
+Per image, in the output folder:
+
+- a row of ``scores.csv`` (``image,score,map_max,overlay``; scores in full
+  precision) and a line ``image  score`` on the terminal;
+- ``<name>_overlay.png``: the image as the network saw it (resized, center
+  cropped, ``crop x crop``) under its anomaly map in the ``jet`` colormap at
+  alpha 0.5. ``<name>`` is the image's stem, prefixed by as many parent folder
+  names as tell apart images of the same stem (``good_000``, ``crack_000``).
+
+All overlays of one call share one colour scale, blue at the lowest and red at
+the highest map value over the images of the call, so colours compare between
+images (with a single image the scale is that image's own range).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import io
+import re
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from bench.atomic import write_atomic, write_text_atomic
+from bench.errors import PatchbenchError
+from bench.models import check_compatible, load_model
+from bench.plugins import available_methods, plugin_manager
+
+COLORMAP = "jet"
+ALPHA = 0.5
+# Images read, extracted and predicted at a time: bounds the feature memory whatever the number of images.
+IMAGES_PER_STEP = 32
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="bench.py predict",
+        description="Score images with a saved model; write scores.csv and a heat-map overlay per image.",
+    )
+    p.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="image files to score")
+    p.add_argument("--model", type=Path, required=True,
+                   help="a saved model folder (a run with --save-models writes <run>/models/<category>/<method>)")
+    p.add_argument("--output", type=Path, default=Path("predictions"),
+                   help="folder for scores.csv and the overlays (default: ./predictions)")
+    p.add_argument("--weights", default=None,
+                   help="where the model's backbone weights are: needed for a model fitted with a weights "
+                        "file (its path; the sha256 is checked), or the path of Paddle's ImageNet .pdparams "
+                        "when they cannot be downloaded (the md5 is checked). Default: what the model names")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "gpu"],
+                   help="where the backbone runs (default: the GPU when Paddle has one)")
+    p.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default 8)")
+    p.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                   help="load the plugin of a method that is not built in (repeatable)")
+    return p
+
+
+def main(argv: list[str]) -> int:
+    options = parser().parse_args(argv)
+    methods = available_methods(plugin_manager(options.plugin))
+    method, header = load_model(options.model, methods)
+    backbone = model_backbone(header, options.weights, options.device)
+    scores, maps = predict_images(method, backbone, header, options.images, options.batch_size)
+    names = [f"{name}_overlay.png" for name in output_names(options.images)]
+    write_outputs(options.output, header, options.images, names, scores, maps)
+    width = max(len(str(p)) for p in options.images)
+    print(f"{'image':<{width}}  score")
+    for path, score in zip(options.images, scores):
+        print(f"{str(path):<{width}}  {score:.6g}")
+    print(f"wrote {len(names)} overlay{'' if len(names) == 1 else 's'} and scores.csv to {options.output}")
+    return 0
+
+
+# -- the model's backbone ---------------------------------------------------------
+
+
+def model_backbone(header: dict, weights: str | None, device: str):
+    """The Backbone that gives the model's features; refuses weights other than the model's.
+
+    The identity ``weights`` promises is checked before anything is built, so a
+    mismatch costs no download or model load; the built Backbone is checked
+    again (ImageNet weights that cannot be had fall back to random ones).
+    """
+    from bench.backbone import Backbone
+
+    saved = header["weights_id"]
+    seed = random_seed(saved)
+    if weights is None:
+        if saved.startswith("file-"):
+            raise PatchbenchError(
+                f"model {header['path']} was fitted with backbone weights from a file "
+                f"({header['weights_used']}); {weights_advice(header)}"
+            )
+        if seed is None and saved != "imagenet":
+            raise PatchbenchError(f"model {header['path']} names backbone weights {saved!r}, which this "
+                                  "patchbench does not know; pass --weights PATH to them")
+        weights = "random" if seed is not None else "imagenet"
+    if weights == "random":
+        promised = f"random-seed{0 if seed is None else seed}"
+    elif weights == "imagenet":
+        promised = "imagenet"
+    else:
+        promised = file_weights_id(Path(weights), header)
+    check_weights(header, promised)
+    backbone = Backbone(header["backbone"], weights=weights, seed=seed or 0, device=device)
+    # A file checked to be Paddle's ImageNet weights gets a file id from Backbone; it stands for "imagenet".
+    built = "imagenet" if promised == "imagenet" and backbone.weights_id.startswith("file-") else backbone.weights_id
+    check_weights(header, built)
+    return backbone
+
+
+def check_weights(header: dict, weights_id: str) -> None:
+    # Backbone, resize and crop always come from the model here; only the weights can differ.
+    advice = weights_advice(header)
+    check_compatible(header, backbone=header["backbone"], weights_id=weights_id,
+                     resize=header["resize"], crop=header["crop"], fix=advice[:1].upper() + advice[1:])
+
+
+def random_seed(weights_id: str) -> int | None:
+    found = re.fullmatch(r"random-seed(-?\d+)", weights_id)
+    return int(found.group(1)) if found else None
+
+
+def weights_advice(header: dict) -> str:
+    """How to give ``predict`` the weights the model was fitted with."""
+    saved = header["weights_id"]
+    if saved.startswith("file-"):
+        name = header["weights_used"].removeprefix("file:")
+        return f"pass --weights PATH/TO/{name} (the file whose sha256 starts with {saved[5:]})"
+    if saved == "imagenet":
+        return (f"leave --weights out or pass --weights imagenet; offline, pass --weights the path of "
+                f"Paddle's ImageNet {header['backbone']}.pdparams (its md5 is checked)")
+    return "leave --weights out (or pass --weights random): the model's random weights come from its seed"
+
+
+def file_weights_id(path: Path, header: dict) -> str:
+    """``Backbone``'s identity of a weights file, or ``"imagenet"`` for Paddle's published ImageNet file."""
+    if not path.is_file():
+        raise PatchbenchError(f"weights file {path} does not exist; {weights_advice(header)}")
+    sha, md5 = hashlib.sha256(), hashlib.md5()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            sha.update(block)
+            md5.update(block)
+    if header["weights_id"] == "imagenet" and md5.hexdigest() == imagenet_md5(header["backbone"]):
+        return "imagenet"
+    return f"file-{sha.hexdigest()[:16]}"
+
+
+def imagenet_md5(backbone: str) -> str | None:
+    import bench.backbone  # noqa: F401  (sets Paddle's CPU environment before paddle is imported)
+    from paddle.vision.models.resnet import model_urls
+
+    return model_urls[backbone][1] if backbone in model_urls else None
+
+
+# -- scoring ------------------------------------------------------------------------
+
+
+def predict_images(method, backbone, header: dict, paths: list[Path], batch_size: int = 8):
+    """Scores ``[N]`` float64 and anomaly maps ``[N, crop, crop]`` float32 of the images at ``paths``."""
+    from bench.runner import check_prediction
+    from datasets import read_images
+    from methods.base import FeatureSet
+
+    layers, size = tuple(header["layers"]), tuple(header["image_size"])
+    scores = np.empty(len(paths), dtype=np.float64)
+    maps = np.empty((len(paths), *size), dtype=np.float32)
+    for start in range(0, len(paths), IMAGES_PER_STEP):
+        chunk = paths[start : start + IMAGES_PER_STEP]
+        images = read_images(chunk, resize=header["resize"], crop=header["crop"])
+        features = FeatureSet(backbone.extract(images, layers, batch_size=batch_size), image_size=size)
+        prediction = method.predict(features)
+        check_prediction(method.name, prediction, len(chunk), size)
+        scores[start : start + len(chunk)] = prediction.scores
+        maps[start : start + len(chunk)] = prediction.maps
+    return scores, maps
+
+
+# -- outputs --------------------------------------------------------------------------
+
+
+def output_names(paths: list[Path]) -> list[str]:
+    """One file-name stem per image: the same for the same file, different for different files.
+
+    The stem, prefixed by as few parent folder names as tell apart the files
+    that share it; numbered when even the full path does not (``a.png``, ``a.jpg``).
+    """
+    resolved = [Path(p).resolve() for p in paths]
+    by_stem: dict[str, set[Path]] = defaultdict(set)
+    for path in resolved:
+        by_stem[path.stem].add(path)
+    chosen: dict[Path, str] = {}
+    for members in by_stem.values():
+        members = sorted(members)
+        for depth in range(max(len(p.parts) for p in members)):
+            names = [prefixed_stem(p, depth) for p in members]
+            if len(set(names)) == len(names):
+                break
+        else:
+            names = [f"{p.stem}-{i}" for i, p in enumerate(members)]
+        chosen.update(zip(members, names))
+    # A prefixed name may still equal another file's plain stem (good_000 vs good/000): number those.
+    taken: set[str] = set()
+    for path in sorted(chosen):
+        name, number = chosen[path], 1
+        while name in taken:
+            name, number = f"{chosen[path]}-{number}", number + 1
+        chosen[path] = name
+        taken.add(name)
+    return [chosen[p] for p in resolved]
+
+
+def prefixed_stem(path: Path, depth: int) -> str:
+    parents = path.parent.parts[1:]  # not the root "/"
+    return "_".join([*parents[max(0, len(parents) - depth) :], path.stem] if depth else [path.stem])
+
+
+def overlay(rgb: np.ndarray, anomaly_map: np.ndarray, low: float, high: float) -> np.ndarray:
+    """``rgb`` ``[H, W, 3]`` uint8 under ``anomaly_map`` ``[H, W]`` coloured from ``low`` (blue) to
+    ``high`` (red) -> ``[H, W, 3]`` uint8."""
+    from matplotlib import colormaps
+
+    scaled = np.clip((anomaly_map - low) / max(high - low, 1e-12), 0.0, 1.0)
+    colours = colormaps[COLORMAP](scaled)[..., :3] * 255.0
+    return np.rint((1.0 - ALPHA) * rgb + ALPHA * colours).astype(np.uint8)
+
+
+def network_view(path: Path, resize: int, crop: int) -> np.ndarray:
+    """The image as the backbone saw it, before normalisation: ``[crop, crop, 3]`` uint8."""
+    from datasets.transforms import load_rgb, resize_crop
+
+    return np.asarray(resize_crop(load_rgb(path), resize, crop, Image.BILINEAR))
+
+
+def write_outputs(folder: Path, header: dict, paths: list[Path], names: list[str],
+                  scores: np.ndarray, maps: np.ndarray) -> None:
+    """Write the overlays, then ``scores.csv`` (last, so it only lists overlays that exist)."""
+    folder = Path(folder)
+    low, high = float(maps.min()), float(maps.max())
+    for path, name, anomaly_map in zip(paths, names, maps):
+        image = Image.fromarray(overlay(network_view(path, header["resize"], header["crop"]), anomaly_map, low, high))
+        write_atomic(folder / name, lambda tmp, image=image: image.save(tmp, format="PNG"))
+    table = io.StringIO()
+    writer = csv.writer(table, lineterminator="\n")
+    writer.writerow(["image", "score", "map_max", "overlay"])
+    for path, name, score, anomaly_map in zip(paths, names, scores, maps):
+        # repr: the shortest text that reads back as the same float64.
+        writer.writerow([str(path), repr(float(score)), repr(float(anomaly_map.max())), name])
+    write_text_atomic(folder / "scores.csv", table.getvalue())
