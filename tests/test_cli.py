@@ -26,9 +26,13 @@ def run_dir(output: Path) -> Path:
 
 def test_run_writes_csv_and_markdown_tables(synthetic_root, tmp_path, capsys):
     code = main(["--data-path", str(synthetic_root), "--category", "weave,washer",
-                 "--methods", "patchcore", "--output", str(tmp_path), *SMALL])
+                 "--methods", "patchcore", "--output", str(tmp_path), "--save-models", *SMALL])
     assert code == 0
     folder = run_dir(tmp_path)
+    for category in ("weave", "washer"):
+        assert (folder / "models" / category / "patchcore" / "header.json").is_file()
+        assert (folder / "predictions" / category / "patchcore.npz").is_file()
+    assert "results written to" in (folder / "run.log").read_text()
     results = pd.read_csv(folder / "results.csv")
     assert set(COLUMNS) <= set(results.columns), set(COLUMNS) - set(results.columns)
     assert results[["category", "method"]].values.tolist() == [["weave", "patchcore"], ["washer", "patchcore"]]
