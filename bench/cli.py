@@ -18,8 +18,12 @@ scored on the test images; tables of accuracy, speed and memory are printed and
 written to a new run folder. Without --data-path a synthetic MVTec-layout data set
 is built once (seeded) and used.
 
-Other commands: 'bench.py compare RUN_A RUN_B', 'bench.py predict IMAGE... --model PATH',
-'bench.py profile', 'bench.py cache' (each has --help)."""
+Other commands (each has --help):
+  bench.py compare RUN_A RUN_B          differences between two runs
+  bench.py report RUN_DIR...            (re)write report.html of a run folder
+  bench.py predict IMAGE... --model M   score images with a model saved by --save-models
+  bench.py profile                      time extraction, coreset and search at MVTec scale
+  bench.py cache [list|clear]           show or empty the feature cache"""
 
 
 def base_parser(add_help: bool = True) -> argparse.ArgumentParser:
@@ -139,6 +143,7 @@ def run_command(argv: list[str]) -> int:
 # ``bench.py NAME ...``: other jobs than a run, each a module with ``main(argv) -> int``.
 SUBCOMMANDS = {
     "compare": "reports.compare",
+    "report": "reports.html",
     "predict": "bench.predict",
     "profile": "bench.profile",
     "cache": "bench.cache_command",

@@ -44,14 +44,11 @@ removed); a folder that is not a model is never overwritten.
 from __future__ import annotations
 
 import datetime as _dt
-import importlib.metadata
 import inspect
 import json
 import os
-import platform
 import re
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -59,6 +56,7 @@ from typing import Any
 import numpy as np
 
 from bench.errors import PatchbenchError
+from bench.versions import versions
 from methods.base import AnomalyMethod
 
 FORMAT = "patchbench-model"
@@ -225,44 +223,6 @@ def from_json(value):
             return tuple(from_json(v) for v in value[TUPLE_TAG])
         return {k: from_json(v) for k, v in value.items()}
     return value
-
-
-def versions() -> dict[str, str]:
-    return {
-        "patchbench": _patchbench_version(),
-        "numpy": np.__version__,
-        "paddle": _paddle_version(),
-        "python": platform.python_version(),
-    }
-
-
-def _patchbench_version() -> str:
-    try:
-        return importlib.metadata.version("patchbench")
-    except importlib.metadata.PackageNotFoundError:
-        # Run from a checkout without ``pip install``: the version is in pyproject.toml.
-        pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
-        found = re.search(r'^version\s*=\s*"([^"]+)"', _read_or_empty(pyproject), flags=re.M)
-        return found.group(1) if found else "unknown"
-
-
-def _paddle_version() -> str:
-    if "paddle" in sys.modules:
-        return sys.modules["paddle"].__version__
-    # Not imported yet: ask the installed metadata instead of paying paddle's import.
-    for distribution in ("paddlepaddle", "paddlepaddle-gpu"):
-        try:
-            return importlib.metadata.version(distribution)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return "unknown"
-
-
-def _read_or_empty(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except OSError:
-        return ""
 
 
 def write_folder_atomic(path: Path, fill) -> Path:

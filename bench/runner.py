@@ -25,6 +25,7 @@ from bench.features import FeatureCache, default_cache_dir
 from bench.log import attach_run_log, logger, progress
 from bench.models import save_model
 from bench.probes import measure
+from bench.versions import versions
 from datasets import load_split, read_masks, resolve_categories
 from methods.base import AnomalyMethod, FeatureSet, Prediction
 from reports.html import write_report
@@ -156,9 +157,11 @@ def run(options, methods: dict[str, type[AnomalyMethod]], backbone, data_root: P
         "image": f"resize {options.resize}, crop {options.crop}",
         "seed": options.seed,
         "PRO FPR limit": options.pro_fpr_limit,
+        "device": backbone.device,
     }
     if folder is None:
-        folder = RunFolder.create(Path(options.output), {"argv": options.argv, "header": header})
+        folder = RunFolder.create(Path(options.output),
+                                  {"argv": options.argv, "header": header, "versions": versions()})
     log_handler = attach_run_log(folder.path)
     logger.info("run folder: %s", folder.path)
     try:
@@ -205,14 +208,27 @@ def ordered(rows: list[dict], categories: list[str], methods: dict) -> list[dict
                                        method_index.get(r["method"], len(method_index))))
 
 
+def failure_reason(exc: Exception, what: str) -> str:
+    """The message of a failure; a user's mistake needs its message, a bug its traceback (in the log)."""
+    reason = str(exc) if isinstance(exc, PatchbenchError) else f"{type(exc).__name__}: {exc}"
+    logger.error("error: %s failed: %s", what, reason, exc_info=not isinstance(exc, PatchbenchError))
+    return reason
+
+
 def run_category(category, methods, options, backbone, cache, data_root, folder, rows: list[dict]) -> None:
-    """Append one category's rows to ``rows`` as each finishes; a failure becomes an ``error`` row
-    per method not yet done."""
-    finished: set[str] = set()
+    """Append one category's rows to ``rows`` as each finishes.
+
+    Bad data fails every method of the category; a failing method only itself.
+    Either way the failure becomes an ``error`` row and the run goes on.
+    """
 
     def base(name: str) -> dict:
         return {"category": category, "method": name, "backbone": options.backbone,
                 "weights": backbone.weights_used}
+
+    def failed(name: str, reason: str) -> dict:
+        return {**base(name), "seed": options.seed, "error": reason}
+
     try:
         train_samples = load_split(data_root, category, "train")
         test_samples = load_split(data_root, category, "test")
@@ -220,41 +236,43 @@ def run_category(category, methods, options, backbone, cache, data_root, folder,
         labels = np.array([s.label for s in test_samples])
         train = cache.get(category, "train", train_samples)
         test = cache.get(category, "test", test_samples)
-        for name, cls in methods.items():
-            logger.info("[%s] %s: fit on %d images, predict %d", category, name,
-                        len(train_samples), len(test_samples))
-            method, prediction, fit_probe, predict_probe = run_method(
-                cls, options, train.features, test.features)
+    except Exception as exc:  # noqa: BLE001 - one category must not sink the run
+        reason = failure_reason(exc, f"category {category!r}")
+        rows.extend(failed(name, reason) for name in methods)
+        folder.write(rows)
+        return
+
+    for name, cls in methods.items():
+        logger.info("[%s] %s: fit on %d images, predict %d", category, name,
+                    len(train_samples), len(test_samples))
+        try:
+            method, prediction, fit_probe, predict_probe = run_method(cls, options, train.features, test.features)
+            row = {**base(name), **accuracy(name, labels, masks, prediction, options.pro_fpr_limit)}
             save_predictions(prediction_path(folder.path, category, name), test_samples, labels, masks,
                              prediction.scores, prediction.maps)
             if options.save_models:
                 save_model(method, folder.path / "models" / category / name, backbone=backbone.name,
                            weights_id=backbone.weights_id, weights_used=backbone.weights_used,
                            resize=options.resize, crop=options.crop, layers=cache.layers, category=category)
-            seconds_per_image = predict_probe.seconds / len(test_samples)
-            rows.append({
-                **base(name),
-                **accuracy(name, labels, masks, prediction, options.pro_fpr_limit),
-                "extract_s": train.seconds + test.seconds,
-                "features_from_cache": train.from_cache and test.from_cache,
-                "fit_s": fit_probe.seconds,
-                "predict_ms_per_image": 1000.0 * seconds_per_image,
-                "images_per_s": 1.0 / seconds_per_image if seconds_per_image > 0 else float("inf"),
-                "fit_peak_mb": fit_probe.peak_rss_bytes / MB,
-                "predict_peak_mb": predict_probe.peak_rss_bytes / MB,
-                "fit_gpu_peak_mb": fit_probe.peak_gpu_bytes / MB,
-                "predict_gpu_peak_mb": predict_probe.peak_gpu_bytes / MB,
-                "model_mb": method.model_size_bytes() / MB,
-                "n_train": len(train_samples),
-                "n_test": len(test_samples),
-                "seed": options.seed,
-            })
-            finished.add(name)
+        except Exception as exc:  # noqa: BLE001 - one method must not sink the others
+            rows.append(failed(name, failure_reason(exc, f"{name} on {category!r}")))
             folder.write(rows)
-    except Exception as exc:  # noqa: BLE001 - one category must not sink the run
-        reason = str(exc) if isinstance(exc, PatchbenchError) else f"{type(exc).__name__}: {exc}"
-        # A user's mistake needs its message; a bug in a method needs its traceback.
-        logger.error("error: category %r failed: %s", category, reason,
-                     exc_info=not isinstance(exc, PatchbenchError))
-        rows.extend({**base(name), "seed": options.seed, "error": reason} for name in methods if name not in finished)
+            continue
+        seconds_per_image = predict_probe.seconds / len(test_samples)
+        rows.append({
+            **row,
+            "extract_s": train.seconds + test.seconds,
+            "features_from_cache": train.from_cache and test.from_cache,
+            "fit_s": fit_probe.seconds,
+            "predict_ms_per_image": 1000.0 * seconds_per_image,
+            "images_per_s": 1.0 / seconds_per_image if seconds_per_image > 0 else float("inf"),
+            "fit_peak_mb": fit_probe.peak_rss_bytes / MB,
+            "predict_peak_mb": predict_probe.peak_rss_bytes / MB,
+            "fit_gpu_peak_mb": fit_probe.peak_gpu_bytes / MB,
+            "predict_gpu_peak_mb": predict_probe.peak_gpu_bytes / MB,
+            "model_mb": method.model_size_bytes() / MB,
+            "n_train": len(train_samples),
+            "n_test": len(test_samples),
+            "seed": options.seed,
+        })
         folder.write(rows)

@@ -1,6 +1,5 @@
 """Fixtures shared by the suite: the synthetic data set, built once per session."""
 
-import os
 import shutil
 from pathlib import Path
 

@@ -3,11 +3,9 @@
 import re
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pandas as pd
-import pytest
 
 from bench.cli import main
 

@@ -3,7 +3,6 @@ one failing category does not sink a run, and --resume finishes it."""
 
 import shutil
 
-import numpy as np
 import pandas as pd
 import pytest
 

@@ -1,6 +1,5 @@
 """A run killed part-way and resumed ends with the same results as one that was never interrupted."""
 
-import os
 import signal
 import subprocess
 import sys

@@ -1,0 +1,268 @@
+"""Matplotlib figures of a run, each returned as PNG bytes.
+
+Figures are built on ``matplotlib.figure.Figure`` with the Agg canvas, never
+through pyplot: pyplot keeps every figure alive in a global registry and may
+pick an interactive backend, neither of which a report written at the end of a
+benchmark (or inside a test) wants.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pandas as pd
+from matplotlib import colormaps
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import to_rgba
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
+from PIL import Image
+from scipy.ndimage import binary_erosion
+
+from reports.examples import Examples
+from reports.tables import Column, metric_table
+
+DPI = 100
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
+
+
+def method_colors(methods: list[str]) -> dict[str, str]:
+    """One colour per method, the same in every figure of a report."""
+    return {m: PALETTE[i % len(PALETTE)] for i, m in enumerate(methods)}
+
+
+def new_figure(width: float, height: float) -> Figure:
+    fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained", facecolor="white")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def to_png(fig: Figure) -> bytes:
+    """The figure as a palette PNG.
+
+    256 colours lose nothing visible in line plots and heat maps but make the
+    file 3-4 times smaller than matplotlib's RGBA PNG; a report embeds dozens.
+    The canvas is rendered once and encoded once (savefig would encode twice).
+    """
+    canvas = fig.canvas
+    canvas.draw()
+    rgb = Image.fromarray(np.asarray(canvas.buffer_rgba())[..., :3])
+    fig.clear()  # frees the artists now rather than at the next garbage collection
+    palette = rgb.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    out = io.BytesIO()
+    palette.save(out, format="png", optimize=True)
+    return out.getvalue()
+
+
+def metric_bars(results: pd.DataFrame, columns: tuple[Column, ...]) -> bytes:
+    """Grouped bars, one panel per accuracy column: categories (+ mean) on x, one bar per method.
+
+    ``results``: rows of (category, method, column keys). A missing value (a
+    failed row) is drawn as a grey cross at the foot of its bar's place.
+    """
+    methods = list(dict.fromkeys(results["method"]))
+    colors = method_colors(methods)
+    n_categories = results["category"].nunique() + 1
+    ncols = 2 if n_categories <= 7 and len(columns) > 1 else 1
+    nrows = -(-len(columns) // ncols)
+    panel_width = max(4.5, 0.22 * n_categories * len(methods) + 1.5)
+    fig = new_figure(min(panel_width * ncols, 13.0), 2.3 * nrows + 0.5)
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    width = 0.8 / len(methods)
+    for ax, column in zip(axes, columns):
+        table = metric_table(results, column.key)
+        x = np.arange(len(table.index))
+        for j, method in enumerate(methods):
+            values = table[method].to_numpy(dtype=np.float64)
+            offset = x - 0.4 + width * (j + 0.5)
+            ax.bar(offset, np.nan_to_num(values, nan=0.0), width, color=colors[method],
+                   label=method if ax is axes[0] else None)
+            failed = np.isnan(values)
+            ax.plot(offset[failed], np.zeros(failed.sum()), "x", color="0.4", markersize=5)
+        ax.set_title(column.title, fontsize=9)
+        ax.set_xticks(x, [str(c) for c in table.index], fontsize=7,
+                      rotation=30 if len(x) > 6 else 0, ha="right" if len(x) > 6 else "center")
+        ax.set_ylim(0, 1.02)
+        ax.tick_params(axis="y", labelsize=7)
+        ax.grid(axis="y", alpha=0.3)
+        # The mean is not one more category: a line keeps it from being read as one.
+        ax.axvline(len(x) - 1.5, color="0.6", linewidth=0.8)
+    for ax in axes[len(columns):]:
+        ax.set_visible(False)
+    fig.legend(loc="outside upper center", ncols=len(methods), fontsize=8, frameon=False)
+    return to_png(fig)
+
+
+def accuracy_latency(results: pd.DataFrame) -> tuple[bytes, list[str]]:
+    """Mean image AUROC against mean predict time per image (log x), one big point per method.
+
+    Means run over the categories every method finished, so a method that
+    failed somewhere is not compared on an easier subset. Faint points are the
+    single categories. Returns the PNG and the categories averaged over.
+    """
+    auroc = metric_table(results, "image_auroc").drop(index="mean")
+    latency = metric_table(results, "predict_ms_per_image").drop(index="mean")
+    complete = auroc.notna().all(axis=1) & latency.notna().all(axis=1)
+    categories = [str(c) for c in auroc.index[complete]]
+    methods = list(auroc.columns)
+    colors = method_colors(methods)
+    fig = new_figure(6.0, 3.8)
+    ax = fig.subplots()
+    for method in methods:
+        x, y = latency.loc[complete, method], auroc.loc[complete, method]
+        ax.scatter(x, y, s=14, color=to_rgba(colors[method], 0.35), linewidths=0)
+        if len(categories):
+            ax.scatter([x.mean()], [y.mean()], s=80, color=colors[method], edgecolors="black",
+                       linewidths=0.6, zorder=3, label=method)
+            ax.annotate(method, (x.mean(), y.mean()), textcoords="offset points", xytext=(7, 5), fontsize=8)
+    ax.set_xscale("log")
+    # Plain numbers at 1, 2 and 5 of each decade: matplotlib's default 2x10^0 labels crowd on a short axis.
+    ax.xaxis.set_major_formatter(FuncFormatter(_log_label))
+    ax.xaxis.set_minor_formatter(FuncFormatter(_log_label))
+    finite = latency.loc[complete].to_numpy(dtype=np.float64)
+    finite = finite[np.isfinite(finite) & (finite > 0)]
+    if finite.size:
+        ax.set_xlim(finite.min() / 1.6, finite.max() * 1.6)
+    ax.set_xlabel("predict time (ms / image, log scale)", fontsize=8)
+    ax.set_ylabel("image AUROC", fontsize=8)
+    ax.set_ylim(0, 1.02)
+    ax.tick_params(which="both", labelsize=7)
+    ax.grid(alpha=0.3, which="both")
+    noun = "category" if len(categories) == 1 else "categories"
+    ax.set_title(f"Mean over {len(categories)} {noun} (large points); single categories (small)",
+                 fontsize=9)
+    if len(categories):
+        ax.legend(fontsize=8, loc="lower right")
+    return to_png(fig), categories
+
+
+def _log_label(value: float, _position) -> str:
+    leading = f"{value:.0e}"[0]
+    return f"{value:g}" if leading in "125" else ""
+
+
+def curves(predictions: dict[str, dict], fpr_limit: float, category: str,
+           image_auroc: dict[str, float], au_pro: dict[str, float]) -> bytes:
+    """Image ROC (left) and per-region overlap against pixel FPR (right) of one category.
+
+    ``predictions``: method -> saved prediction (``roc_fpr``/``roc_tpr``,
+    ``pro_fpr``/``pro_overlap``). The PRO panel shades the FPR range beyond
+    ``fpr_limit``, which AU-PRO leaves out.
+    """
+    colors = method_colors(list(predictions))
+    fig = new_figure(8.0, 3.0)
+    roc, pro = fig.subplots(1, 2)
+    for method, pred in predictions.items():
+        roc.plot(pred["roc_fpr"], pred["roc_tpr"], color=colors[method], linewidth=1.4,
+                 label=f"{method} (AUROC {image_auroc.get(method, np.nan):.3f})")
+        pro.plot(pred["pro_fpr"], pred["pro_overlap"], color=colors[method], linewidth=1.4,
+                 label=f"{method} (AU-PRO {au_pro.get(method, np.nan):.3f})")
+    roc.plot([0, 1], [0, 1], ":", color="0.5", linewidth=0.8)
+    roc.set_title(f"{category}: image ROC", fontsize=9)
+    roc.set_xlabel("false positive rate (good images)", fontsize=8)
+    roc.set_ylabel("true positive rate (defective images)", fontsize=8)
+    pro.axvspan(fpr_limit, 1.0, color="0.92", zorder=0)
+    pro.axvline(fpr_limit, color="0.3", linestyle="--", linewidth=0.9)
+    pro.text(fpr_limit, 0.03, f" FPR limit {fpr_limit:g}", fontsize=7, color="0.3")
+    pro.set_title(f"{category}: PRO (per-region overlap)", fontsize=9)
+    pro.set_xlabel("pixel false positive rate", fontsize=8)
+    pro.set_ylabel("mean overlap per defect region", fontsize=8)
+    for ax in (roc, pro):
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1.02)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
+    return to_png(fig)
+
+
+PANEL_GAP = 4     # pixels between panels of a row
+ROW_GAP = 18      # pixels between rows: room for the score under each map
+MASK_EDGE = np.array([255, 40, 40], dtype=np.uint8)
+
+
+def overlay(image: np.ndarray | None, heat: np.ndarray, low: float, high: float) -> np.ndarray:
+    """``[S, S, 3]`` uint8 image and ``[S, S]`` map -> the map in 'jet' blended half over the image."""
+    scaled = np.clip((heat - low) / (high - low if high > low else 1.0), 0.0, 1.0)
+    colored = colormaps["jet"](scaled)[..., :3] * 255.0
+    base = image.astype(np.float64) if image is not None else colored
+    return (0.5 * base + 0.5 * colored).round().astype(np.uint8)
+
+
+def mask_panel(predicted: np.ndarray, truth: np.ndarray | None) -> np.ndarray:
+    """``[S, S]`` bool prediction -> ``[S, S, 3]`` uint8, white on black, the ground truth's edge in red."""
+    panel = np.repeat((predicted.astype(np.uint8) * 255)[..., None], 3, axis=2)
+    if truth is not None and truth.any():
+        edge = truth & ~binary_erosion(truth, iterations=1, border_value=0)
+        panel[edge] = MASK_EDGE
+    return panel
+
+
+def missing_panel(size: int) -> np.ndarray:
+    """A hatched grey square for a file that could not be read."""
+    yy, xx = np.mgrid[:size, :size]
+    return np.where(((xx + yy) // 6) % 2 == 0, 200, 225).astype(np.uint8)[..., None].repeat(3, axis=2)
+
+
+def examples_mosaic(examples: Examples) -> np.ndarray:
+    """All panels of the examples figure as one ``[H, W, 3]`` uint8 picture.
+
+    Drawn as one array rather than one matplotlib axes per panel: ~40 axes per
+    category made a report of 15 categories take half a minute.
+    """
+    k, m = len(examples.names), len(examples.methods)
+    size = examples.maps.shape[-1]
+    ncols = 2 + 2 * m
+    mosaic = np.full((k * (size + ROW_GAP), ncols * (size + PANEL_GAP) - PANEL_GAP, 3), 255, dtype=np.uint8)
+    for row in range(k):
+        image, truth = examples.images[row], examples.truths[row]
+        panels = [image if image is not None else missing_panel(size),
+                  np.repeat((truth.astype(np.uint8) * 255)[..., None], 3, axis=2) if truth is not None
+                  else missing_panel(size)]
+        for j in range(m):
+            heat = examples.maps[j, row]
+            panels.append(overlay(image, heat, *examples.map_ranges[j]))
+            panels.append(mask_panel(heat > examples.pixel_thresholds[j], truth))
+        top = row * (size + ROW_GAP)
+        for col, panel in enumerate(panels):
+            left = col * (size + PANEL_GAP)
+            mosaic[top:top + size, left:left + size] = panel
+    return mosaic
+
+
+def examples_figure(examples: Examples, category: str) -> bytes:
+    """One row per chosen test image: image, ground truth, then per method its map and thresholded mask.
+
+    Maps are overlaid on the image with one colour scale per method over the
+    whole category, so rows can be compared. Masks are ``map > pixel_threshold``
+    (the method's pixel F1-max threshold) with the ground truth's edge in red.
+    """
+    mosaic = examples_mosaic(examples)
+    size = examples.maps.shape[-1]
+    height, width = mosaic.shape[:2]
+    left, right, top, bottom = 110, 10, 44, 4  # pixels of margin for the labels
+    fig = Figure(figsize=((left + width + right) / DPI, (top + height + bottom) / DPI), dpi=DPI,
+                 facecolor="white")
+    FigureCanvasAgg(fig)
+    total_w, total_h = left + width + right, top + height + bottom
+    ax = fig.add_axes((left / total_w, bottom / total_h, width / total_w, height / total_h))
+    ax.imshow(mosaic, interpolation="nearest")
+    ax.set_axis_off()
+    step = size + PANEL_GAP
+    titles = ["image", "ground truth"] + [f"{name} {kind}" for name in examples.methods
+                                          for kind in ("map", "mask")]
+    for col, title in enumerate(titles):
+        ax.text(col * step + size / 2, -5, title, ha="center", va="bottom", fontsize=8, clip_on=False)
+    for row, name in enumerate(examples.names):
+        top_px = row * (size + ROW_GAP)
+        kind = "defect" if examples.labels[row] else "good"
+        ax.text(-8, top_px + size / 2, f"{kind}\n{name}", ha="right", va="center", fontsize=8, clip_on=False)
+        for j in range(len(examples.methods)):
+            score, threshold = examples.scores[j, row], examples.image_thresholds[j]
+            verdict = "flagged" if score >= threshold else "passed"
+            ax.text((2 + 2 * j) * step + size / 2, top_px + size + 2, f"score {score:.3g} ({verdict})",
+                    ha="center", va="top", fontsize=7)
+    fig.text(0.5, 1 - 4 / total_h, f"{category}: worst-scored defects, then highest-scored good images",
+             ha="center", va="top", fontsize=9)
+    return to_png(fig)

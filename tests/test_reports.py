@@ -1,0 +1,270 @@
+"""report.html and ``bench.py compare`` on small run folders the tests write themselves."""
+
+import base64
+import io
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from bench.cli import main as cli_main
+from datasets.mvtec import Sample
+from reports.examples import mean_ranks, pick_examples
+from reports.html import best_cells, write_report
+from reports.predictions import prediction_path, save_predictions
+from reports.tables import ACCURACY, table_columns
+
+CATEGORIES = ("alpha", "beta")
+METHODS = ("m1", "m2")
+SIZE = 24
+# Known numbers: per category, per method. Image AUROC best: alpha m2, beta m1, mean m2.
+IMAGE_AUROC = {("alpha", "m1"): 0.60, ("alpha", "m2"): 0.90, ("beta", "m1"): 0.80, ("beta", "m2"): 0.70}
+PREDICT_MS = {"m1": 2.0, "m2": 20.0}
+PNG_HEADER = b"\x89PNG\r\n\x1a\n"
+
+
+def write_images(root: Path, category: str, rng) -> list[Sample]:
+    """Three good and three defective test images (a bright square) with their masks."""
+    samples = []
+    for i in range(3):
+        path = root / category / "test" / "good" / f"{i:03d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(60, 120, (SIZE, SIZE, 3), dtype=np.uint8)).save(path)
+        samples.append(Sample(path, 0, "good"))
+    for i in range(3):
+        image = rng.integers(60, 120, (SIZE, SIZE, 3), dtype=np.uint8)
+        image[4 + i:12 + i, 6:14] = 250
+        mask = np.zeros((SIZE, SIZE), dtype=np.uint8)
+        mask[4 + i:12 + i, 6:14] = 255
+        path = root / category / "test" / "crack" / f"{i:03d}.png"
+        mask_path = root / category / "ground_truth" / "crack" / f"{i:03d}_mask.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        mask_path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(path)
+        Image.fromarray(mask).save(mask_path)
+        samples.append(Sample(path, 1, "crack", mask_path))
+    return samples
+
+
+def result_row(category: str, method: str, weights: str) -> dict:
+    row = {"category": category, "method": method, "backbone": "resnet18", "weights": weights,
+           "image_auroc": IMAGE_AUROC[category, method]}
+    for i, column in enumerate(ACCURACY[1:]):
+        row[column.key] = 0.5 + 0.05 * i
+    row.update(extract_s=1.0, fit_s=0.5 if method == "m1" else 0.1, predict_ms_per_image=PREDICT_MS[method],
+               images_per_s=1000.0 / PREDICT_MS[method], fit_peak_mb=500.0, predict_peak_mb=510.0,
+               model_mb=3.0, n_train=5, n_test=6, seed=0)
+    return row
+
+
+def make_run(folder: Path, data: Path, weights: str = "random", failed: tuple = ()) -> Path:
+    """A run folder as the runner leaves it; categories in ``failed`` have error rows and no predictions."""
+    rng = np.random.default_rng(0)
+    folder.mkdir(parents=True)
+    header = {"data": str(data), "categories": ", ".join(CATEGORIES), "backbone": "resnet18",
+              "weights": weights, "image": f"resize {SIZE}, crop {SIZE}", "seed": 0, "PRO FPR limit": 0.3}
+    (folder / "run.json").write_text(json.dumps({"argv": ["--methods", "m1,m2"], "header": header}))
+    rows = []
+    for category in CATEGORIES:
+        samples = write_images(data, category, rng)
+        if category in failed:
+            rows += [{"category": category, "method": m, "backbone": "resnet18", "weights": weights, "seed": 0,
+                      "error": f"RuntimeError: {category} ran out of memory"} for m in METHODS]
+            continue
+        labels = np.array([s.label for s in samples])
+        masks = np.stack([np.zeros((SIZE, SIZE), np.uint8) if s.mask_path is None
+                          else (np.asarray(Image.open(s.mask_path)) > 0).astype(np.uint8) for s in samples])
+        for method in METHODS:
+            maps = masks * rng.uniform(0.5, 1.0) + rng.uniform(0, 0.6, masks.shape)
+            save_predictions(prediction_path(folder, category, method), samples, labels, masks,
+                             maps.reshape(len(samples), -1).max(axis=1), maps)
+            rows.append(result_row(category, method, weights))
+    pd.DataFrame(rows).to_csv(folder / "results.csv", index=False)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def good_run(tmp_path_factory) -> tuple[Path, str]:
+    base = tmp_path_factory.mktemp("good")
+    folder = make_run(base / "run", base / "data")
+    path = write_report(folder)
+    return folder, path.read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def failed_run(tmp_path_factory) -> tuple[Path, str]:
+    base = tmp_path_factory.mktemp("failed")
+    folder = make_run(base / "run", base / "data", weights="imagenet", failed=("beta",))
+    return folder, write_report(folder).read_text(encoding="utf-8")
+
+
+def figures(page: str) -> dict[str, list[bytes]]:
+    """figure kind -> decoded PNGs of that kind."""
+    found: dict[str, list[bytes]] = {}
+    for kind, data in re.findall(r'<figure class="([\w-]+)"><img alt="[^"]*" src="data:image/png;base64,([^"]+)"',
+                                 page):
+        found.setdefault(kind, []).append(base64.b64decode(data, validate=True))
+    return found
+
+
+def table_cells(page: str, metric: str) -> dict[str, dict[str, tuple[str, bool]]]:
+    """row -> method -> (text, highlighted) of the HTML table of ``metric``."""
+    table = re.search(rf'<table class="metric" data-metric="{metric}">(.*?)</table>', page, flags=re.S).group(1)
+    methods = re.findall(r"<th>([^<]*)</th>", table.split("</thead>")[0])[1:]
+    out = {}
+    for row, body in re.findall(r"<tr(?: class=\"mean\")?><th>([^<]*)</th>(.*?)</tr>", table.split("<tbody>")[1]):
+        cells = re.findall(r'<td class="([^"]*)"[^>]*>([^<]*)</td>', body)
+        out[row] = {m: (text, "best" in css.split()) for m, (css, text) in zip(methods, cells)}
+    return out
+
+
+def test_report_has_every_section(good_run):
+    folder, page = good_run
+    assert (folder / "report.html").is_file()
+    assert '<h2 id="settings">Settings</h2>' in page
+    for label in ("data", "backbone", "weights", "seed", "device", "python version", "numpy version",
+                  "paddle version", "patchbench version"):
+        assert f"<th>{label}</th>" in page, label
+    for column in table_columns(0.3):
+        if column.key in ("fit_gpu_peak_mb", "predict_gpu_peak_mb"):
+            continue  # not in these results: no table expected
+        direction = "higher is better" if column.higher_is_better else "lower is better"
+        assert f'id="table-{column.key}">{column.title} <span class="direction">({direction})' in page, column.key
+    kinds = figures(page)
+    assert len(kinds.get("bars", [])) == 1
+    assert len(kinds.get("accuracy-latency", [])) == 1
+    assert len(kinds.get("curves", [])) == len(CATEGORIES)
+    assert len(kinds.get("examples", [])) == len(CATEGORIES)
+    for category in CATEGORIES:
+        assert f'alt="ROC and PRO curves, {category}"' in page
+        assert f'alt="Example test images, {category}"' in page
+    assert 'id="random-weights-warning"' in page and "not comparable with published results" in page
+    assert "Failures" not in page
+
+
+def test_report_is_self_contained_with_valid_pngs(good_run):
+    _, page = good_run
+    assert not re.search(r"<script|<link|src=\"(?!data:image/png;base64,)|url\(", page)
+    pngs = [png for found in figures(page).values() for png in found]
+    assert len(pngs) == len(re.findall(r"<img ", page)) == 2 + 2 * len(CATEGORIES)
+    for png in pngs:
+        assert png.startswith(PNG_HEADER)
+        with Image.open(io.BytesIO(png)) as image:
+            image.verify()
+            assert image.format == "PNG" and min(image.size) > 100
+
+
+def test_best_method_highlighted_per_row(good_run):
+    _, page = good_run
+    auroc = table_cells(page, "image_auroc")
+    assert auroc["alpha"] == {"m1": ("0.600", False), "m2": ("0.900", True)}
+    assert auroc["beta"] == {"m1": ("0.800", True), "m2": ("0.700", False)}
+    assert auroc["mean"]["m2"] == ("0.800", True) and not auroc["mean"]["m1"][1]
+    latency = table_cells(page, "predict_ms_per_image")  # lower is better
+    assert latency["alpha"] == {"m1": ("2.0", True), "m2": ("20.0", False)}
+    tied = table_cells(page, "extract_s")  # the same for both: both marked
+    assert all(best for _, best in tied["alpha"].values())
+
+
+def test_best_cells_nan_ties_and_direction():
+    table = pd.DataFrame({"a": [0.5, np.nan, 0.30001, np.nan], "b": [0.7, 0.2, 0.3, np.nan],
+                          "c": [0.1, np.nan, 0.2, np.nan]}, index=["x", "y", "z", "w"])
+    high = best_cells(table, higher_is_better=True, fmt=".3f")
+    assert high.loc["x"].tolist() == [False, True, False]
+    assert high.loc["y"].tolist() == [False, True, False]  # NaN is never best
+    assert high.loc["z"].tolist() == [True, True, False]   # equal as printed: both marked
+    assert not high.loc["w"].any()                         # an all-NaN row has no best
+    low = best_cells(table, higher_is_better=False, fmt=".3f")
+    assert low.loc["x"].tolist() == [False, False, True]
+
+
+def test_examples_put_worst_defects_then_worst_good_images_first():
+    labels = np.array([0, 0, 0, 1, 1, 1])
+    # Two methods on different scales agree: image 3 is the lowest defect, image 1 the highest good one.
+    scores = np.array([[0.1, 0.9, 0.2, 0.05, 0.8, 0.7],
+                       [10., 95., 30., 4.0, 90., 60.]])
+    ranks = mean_ranks(scores)
+    assert ranks.shape == (6,) and ranks.min() >= 0 and ranks.max() <= 1
+    assert pick_examples(labels, ranks, k=4).tolist() == [3, 5, 1, 2]
+    assert pick_examples(np.array([1, 1, 1, 0]), np.array([0.9, 0.1, 0.5, 0.3]), k=4).tolist() == [1, 2, 0, 3]
+    assert pick_examples(np.array([0, 0, 0, 0]), np.array([0.1, 0.9, 0.4, 0.2]), k=2).tolist() == [1, 2]
+
+
+def test_failed_category_still_gets_a_report(failed_run):
+    folder, page = failed_run
+    assert '<h2 id="failures">Failures</h2>' in page
+    assert "RuntimeError: beta ran out of memory" in page
+    assert not (folder / "predictions" / "beta").exists()
+    kinds = figures(page)
+    assert len(kinds["curves"]) == len(kinds["examples"]) == 1  # alpha only
+    assert 'id="category-beta"' in page and "No saved predictions" in page
+    assert table_cells(page, "image_auroc")["beta"]["m1"] == ("–", False)
+    assert 'id="random-weights-warning"' not in page  # imagenet weights: no banner
+
+
+def test_old_folder_without_run_file_predictions_or_images(tmp_path):
+    """An old run: no run.json, some predictions never saved, the data set moved away."""
+    folder = make_run(tmp_path / "run", tmp_path / "data")
+    (folder / "run.json").unlink()
+    prediction_path(folder, "alpha", "m2").unlink()
+    for saved in (folder / "predictions" / "beta").iterdir():
+        saved.unlink()
+    for image in (tmp_path / "data").rglob("*.png"):
+        image.unlink()
+    page = write_report(folder).read_text(encoding="utf-8")
+    kinds = figures(page)
+    assert len(kinds["curves"]) == len(kinds["examples"]) == 1  # alpha, with m1 alone
+    assert 'id="category-beta"' in page and "No saved predictions" in page
+    assert 'id="table-image_auroc"' in page and "could not be drawn" not in page
+
+
+def write_results(folder: Path, rows: list[dict]) -> Path:
+    folder.mkdir(parents=True)
+    pd.DataFrame(rows).to_csv(folder / "results.csv", index=False)
+    return folder
+
+
+def row(category, method, auroc, fit_s, **extra) -> dict:
+    return {"category": category, "method": method, "image_auroc": auroc, "fit_s": fit_s,
+            "predict_peak_mb": 100.0, **extra}
+
+
+def test_compare_computes_b_minus_a(tmp_path, capsys):
+    run_a = write_results(tmp_path / "run-a", [row("alpha", "m1", 0.50, 2.0), row("alpha", "m2", 0.70, 1.0),
+                                               row("beta", "m1", 0.60, 4.0)])
+    run_b = write_results(tmp_path / "run-b", [row("alpha", "m1", 0.75, 3.0), row("alpha", "m2", 0.70, 0.5),
+                                               row("gamma", "m1", 0.90, 1.0)])
+    assert cli_main(["compare", str(run_a), str(run_b)]) == 0
+    markdown_path, csv_path = run_b / "compare-run-a.md", run_b / "compare-run-a.csv"
+    assert markdown_path.is_file() and csv_path.is_file()
+    diff = pd.read_csv(csv_path).set_index(["category", "method"])
+    assert diff.loc[("alpha", "m1"), "image_auroc_diff"] == pytest.approx(0.25)
+    assert diff.loc[("alpha", "m1"), "fit_s_diff"] == pytest.approx(1.0)
+    assert diff.loc[("alpha", "m1"), "fit_s_rel_pct"] == pytest.approx(50.0)
+    assert diff.loc[("alpha", "m2"), "fit_s_rel_pct"] == pytest.approx(-50.0)
+    assert "image_auroc_rel_pct" not in diff  # relative change only for times and memory
+    assert diff.loc[("beta", "m1"), "in"] == "A only" and diff.loc[("gamma", "m1"), "in"] == "B only"
+    markdown = markdown_path.read_text()
+    assert capsys.readouterr().out.startswith(markdown)
+    assert "## Only in A" in markdown and "| beta       | m1       |" in markdown
+    assert "## Only in B" in markdown and "| gamma      | m1       |" in markdown
+    assert "| alpha      | m1       | 0.500 | 0.750 | +0.250  |" in markdown
+    assert "2.00 → 3.00 (+1.00, +50.0%)" in markdown  # m1's mean fit time: alpha is its only pair
+
+
+def test_compare_output_option_and_errors(tmp_path, capsys):
+    run_a = write_results(tmp_path / "a", [row("alpha", "m1", 0.5, 1.0)])
+    out = tmp_path / "reports" / "diff.md"
+    assert cli_main(["compare", str(run_a), str(run_a), "--output", str(out)]) == 0
+    assert out.is_file() and out.with_suffix(".csv").is_file()
+    missing = tmp_path / "no-such-run"
+    assert cli_main(["compare", str(missing), str(run_a)]) == 2
+    assert str(missing) in capsys.readouterr().err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert cli_main(["compare", str(run_a), str(empty)]) == 2
+    assert str(empty / "results.csv") in capsys.readouterr().err
