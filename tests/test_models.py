@@ -16,12 +16,12 @@ from bench.models import (
     load_model,
     save_model,
 )
-from methods.base import AnomalyMethod, FeatureSet, Prediction
+from methods.base import AnomalyMethod, Prediction
 from methods.padim import Padim
 from methods.patchcore import PatchCore
 from methods.spade import Spade
+from feature_fixtures import random_features
 
-SIZE = (32, 32)
 LAYERS = ("layer1", "layer2", "layer3", "avgpool")
 METHODS = {cls.name: cls for cls in (PatchCore, Padim, Spade)}
 SETTINGS = dict(backbone="resnet18", weights_id="random-seed0", weights_used="random",
@@ -29,20 +29,6 @@ SETTINGS = dict(backbone="resnet18", weights_id="random-seed0", weights_used="ra
 HEADER_KEYS = {"format", "format_version", "method", "class", "params", "fitted", "arrays",
                "model_size_bytes", "backbone", "weights_id", "weights_used", "layers", "resize",
                "crop", "image_size", "category", "versions", "created"}
-
-
-def random_features(n, seed):
-    """What resnet18-like layer1..layer3 and avgpool give, shrunk: enough for all three methods."""
-    rng = np.random.default_rng(seed)
-    return FeatureSet(
-        {
-            "layer1": rng.normal(size=(n, 4, 8, 8)).astype(np.float32),
-            "layer2": rng.normal(size=(n, 6, 4, 4)).astype(np.float32),
-            "layer3": rng.normal(size=(n, 8, 2, 2)).astype(np.float32),
-            "avgpool": rng.normal(size=(n, 8)).astype(np.float32),
-        },
-        image_size=SIZE,
-    )
 
 
 def fitted(name):

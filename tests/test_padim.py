@@ -8,21 +8,9 @@ from methods.backend import backend
 from methods.base import FeatureSet
 from methods.maps import anomaly_map
 from methods.padim import Padim, channel_subset, feature_count, padim_embedding
+from feature_fixtures import random_features
 
 SIZE = (32, 32)
-
-
-def random_features(n, seed, channels=(4, 6, 8)):
-    rng = np.random.default_rng(seed)
-    c1, c2, c3 = channels
-    return FeatureSet(
-        {
-            "layer1": rng.normal(size=(n, c1, 8, 8)).astype(np.float32),
-            "layer2": rng.normal(size=(n, c2, 4, 4)).astype(np.float32),
-            "layer3": rng.normal(size=(n, c3, 2, 2)).astype(np.float32),
-        },
-        image_size=SIZE,
-    )
 
 
 def full_embedding(f):

@@ -7,21 +7,9 @@ from methods.backend import backend
 from methods.base import FeatureSet
 from methods.maps import resize_bilinear, smooth
 from methods.spade import Spade
+from feature_fixtures import random_features
 
 SIZE = (32, 32)
-
-
-def random_features(n, seed):
-    rng = np.random.default_rng(seed)
-    return FeatureSet(
-        {
-            "layer1": rng.normal(size=(n, 4, 8, 8)).astype(np.float32),
-            "layer2": rng.normal(size=(n, 6, 4, 4)).astype(np.float32),
-            "layer3": rng.normal(size=(n, 8, 2, 2)).astype(np.float32),
-            "avgpool": rng.normal(size=(n, 8)).astype(np.float32),
-        },
-        image_size=SIZE,
-    )
 
 
 def distance_matrix(a, b):
