@@ -4,11 +4,14 @@ CPU only and offline: the ImageNet download is monkeypatched, never attempted.
 """
 
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 from bench import backbone as bb  # before paddle: sets the CPU thread env
+from bench import threads
 from bench.backbone import Backbone, feature_shape
 from bench.errors import PatchbenchError
 
@@ -251,6 +254,30 @@ def test_wide_resnet50_2_tiny_input():
         eager = model.trunk(layers)(paddle.to_tensor(x))
     for layer, expected in zip(layers, eager):
         assert_close(feats[layer], expected.numpy())
+
+
+@pytest.mark.parametrize("vendor, mkl", [("AuthenticAMD", "5"), ("GenuineIntel", None)])
+def test_configure_cpu_env(monkeypatch, vendor, mkl):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("MKL_DEBUG_CPU_TYPE", raising=False)
+    monkeypatch.setattr(threads, "cpu_vendor", lambda: vendor)
+    monkeypatch.delitem(sys.modules, "paddle")  # as if paddle were not imported yet
+    env = threads.configure_cpu_env()
+    assert env.get("OMP_NUM_THREADS") == str(threads.cpu_count())
+    assert env.get("MKL_DEBUG_CPU_TYPE") == mkl  # on Intel it would downgrade AVX-512 to AVX2
+
+
+@pytest.mark.skipif(threads.cpu_count() < 2, reason="needs 2 cores")
+def test_env_set_in_process_reaches_mkl():
+    """MKL and OpenMP read the env at their first call: setting it in-process before paddle is enough."""
+    code = (
+        "from bench.threads import configure_cpu_env; configure_cpu_env()\n"
+        "import paddle; a = paddle.rand([256, 256]); (a @ a).numpy()"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_DEBUG_CPU_TYPE")}
+    env.update(MKL_VERBOSE="1", PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert "NThr:2" in out.stdout  # without configure_cpu_env paddle forces 1 thread
 
 
 class _Closable:
