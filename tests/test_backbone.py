@@ -4,6 +4,7 @@ CPU only and offline: the ImageNet download is monkeypatched, never attempted.
 """
 
 import os
+import re
 import subprocess
 import sys
 
@@ -277,7 +278,8 @@ def test_env_set_in_process_reaches_mkl():
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_DEBUG_CPU_TYPE")}
     env.update(MKL_VERBOSE="1", PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
-    assert "NThr:2" in out.stdout  # without configure_cpu_env paddle forces 1 thread
+    used = [int(n) for n in re.findall(r"NThr:(\d+)", out.stdout)]
+    assert used and used[0] > 1  # without configure_cpu_env paddle forces 1 thread
 
 
 class _Closable:
