@@ -29,6 +29,7 @@ import sys
 import tempfile
 import urllib.parse
 import urllib.request
+import warnings
 import weakref
 from typing import Callable, Iterable
 
@@ -40,8 +41,11 @@ from bench.threads import configure_cpu_env, cpu_count
 if "paddle" not in sys.modules:
     configure_cpu_env()
 
-import paddle  # noqa: E402  (after configure_cpu_env on purpose)
-import paddle.inference  # noqa: E402
+# Paddle warns at import that ccache (for compiling C++ extensions, which we never do) is missing.
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", message="No ccache found")
+    import paddle  # noqa: E402  (after configure_cpu_env on purpose)
+    import paddle.inference  # noqa: E402
 
 STAGES = ("layer1", "layer2", "layer3", "layer4")
 LAYERS = STAGES + ("avgpool",)

@@ -121,9 +121,8 @@ def run_command(argv: list[str]) -> int:
         return 0
     methods = select_methods(registered, options.methods)
 
-    from bench.backbone import Backbone
     from bench.runner import run
-    from datasets import ensure_synthetic
+    from datasets import ensure_synthetic, resolve_categories
 
     if folder is not None:
         data_root = Path(folder.settings["header"]["data"])
@@ -131,6 +130,9 @@ def run_command(argv: list[str]) -> int:
         data_root = options.data_path.resolve()
     else:
         data_root = ensure_synthetic(seed=options.seed)
+    resolve_categories(data_root, options.category)  # a wrong folder or name fails before Paddle loads
+    from bench.backbone import Backbone
+
     backbone = Backbone(options.backbone, weights=options.weights, seed=options.seed, device=options.device)
     result = run(options, methods, backbone, data_root, folder=folder)
     if result.failed:
