@@ -1,0 +1,56 @@
+"""``python bench.py profile``: runs at --quick sizes and prints (and writes) every row of its table."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from bench.profile import main, patch_like_features, plain_coreset
+from methods.coreset import greedy_coreset, random_projection
+
+REPO = Path(__file__).resolve().parents[2]
+ROWS = [
+    "feature extraction (resnet18)",
+    "coreset (greedy k-center), patch-like features",
+    "coreset, unstructured (Gaussian) features",
+    "coreset, plain reference loop, 1 BLAS thread",
+    "nearest neighbours, k=1",
+    "nearest neighbours, k=9",
+    "PatchCore predict",
+    "PaDiM predict",
+    "SPADE predict",
+]
+
+
+def test_quick_profile_prints_and_writes_the_table(tmp_path, capsys):
+    out = tmp_path / "profile.md"
+    assert main(["--quick", "--output", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "| what | size | seconds | per-unit | notes |" in printed
+    for row in ROWS:
+        line = next(line for line in printed.splitlines() if line.startswith(f"| {row} |"))
+        seconds = float(line.split("|")[3])
+        assert seconds >= 0
+    assert "total extrapolated" in printed and "same selection" in printed
+    assert out.read_text() == printed
+
+
+def test_skip_and_points(capsys):
+    assert main(["--quick", "--skip", "extract,search,methods", "--points", "3000", "--full-reference"]) == 0
+    printed = capsys.readouterr().out
+    assert "300 of 3,000 x 384 -> 128" in printed and "all steps" in printed
+    assert "feature extraction" not in printed and "PaDiM" not in printed
+
+
+def test_plain_reference_is_the_projects_selection():
+    features = patch_like_features(2000, 384, seed=1)
+    chosen = greedy_coreset(features, 200, seed=2)
+    points = random_projection(features, 128, 2)
+    np.testing.assert_array_equal(plain_coreset(points, int(chosen[0]), 199), chosen)
+
+
+def test_the_command_dispatches_to_profile():
+    result = subprocess.run([sys.executable, "bench.py", "profile", "--help"], cwd=REPO,
+                            capture_output=True, text=True)
+    assert result.returncode == 0 and "--full-reference" in result.stdout and "--quick" in result.stdout

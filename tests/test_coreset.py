@@ -1,0 +1,207 @@
+"""The greedy coreset against a plain float64 loop written here: same selection, bounds that never
+skip a point that moves, seeding, the projection, the Paddle path against the NumPy one."""
+
+import numpy as np
+import pytest
+
+from methods import backend as kernel_backend
+from methods.coreset import (
+    LeafLayout,
+    PrunedSearch,
+    greedy_coreset,
+    greedy_numpy,
+    greedy_paddle,
+    random_projection,
+)
+
+
+def plain_greedy(points, start, n_select):
+    """Textbook k-center greedy in float64: the farthest point from the chosen set, one at a time."""
+    points = points.astype(np.float64)
+    chosen = [start]
+    min_d = np.full(len(points), np.inf)
+    while len(chosen) < n_select:
+        min_d = np.minimum(min_d, np.linalg.norm(points - points[chosen[-1]], axis=1))
+        min_d[chosen[-1]] = -np.inf
+        chosen.append(int(np.argmax(min_d)))
+    return np.array(chosen)
+
+
+def tie_gaps(points, selected):
+    """Per step, in float64: how far the chosen point's squared distance to the chosen set is
+    below the largest one (0 when it is the farthest point)."""
+    points = points.astype(np.float64)
+    min_sq = np.full(len(points), np.inf)
+    gaps = []
+    for prev, nxt in zip(selected[:-1], selected[1:]):
+        min_sq = np.minimum(min_sq, ((points - points[prev]) ** 2).sum(axis=1))
+        min_sq[prev] = -np.inf
+        gaps.append(min_sq.max() - min_sq[nxt])
+    return np.array(gaps)
+
+
+def float32_tie(points):
+    """A gap in squared distance too small for float32's ``|x|^2 - 2 x.c + |c|^2`` to resolve:
+    8x its typical (root-d) rounding error."""
+    largest_sq = (points.astype(np.float64) ** 2).sum(axis=1).max()
+    return 8 * np.sqrt(points.shape[1]) * 2.0**-24 * largest_sq
+
+
+def low_rank(n, d, rank, seed, offset=0.0, noise=0.02):
+    """Points near a ``rank``-dimensional subspace: what patch features look like, and what the
+    bounds can prune."""
+    rng = np.random.default_rng(seed)
+    x = offset + rng.normal(size=(n, rank)) @ rng.normal(size=(rank, d)) + noise * rng.normal(size=(n, d))
+    return x.astype(np.float32)
+
+
+@pytest.mark.parametrize(
+    "n,d,n_select,seed",
+    [(1, 4, 1, 0), (2, 3, 2, 0), (300, 16, 30, 1), (1000, 64, 100, 2), (2500, 5, 400, 3),
+     (4000, 128, 200, 4)],
+)
+def test_selection_is_the_plain_loops(n, d, n_select, seed):
+    x = np.random.default_rng(seed).normal(size=(n, d)).astype(np.float32)
+    got = greedy_coreset(x, n_select, projection_dim=None, seed=seed)
+    assert got.dtype == np.int64 and got.shape == (n_select,)
+    assert got[0] == np.random.default_rng(seed).integers(n)
+    np.testing.assert_array_equal(got, plain_greedy(x, got[0], n_select))
+
+
+@pytest.mark.parametrize("leaf_size,prefix_dims", [(2, 2), (4, 8), (16, 32)])
+def test_pruned_selection_is_the_plain_loops(leaf_size, prefix_dims):
+    x = low_rank(3000, 48, 4, seed=5)
+    got = greedy_numpy(x, 11, 300, leaf_size=leaf_size, prefix_dims=prefix_dims)
+    np.testing.assert_array_equal(got, plain_greedy(x, 11, 300))
+
+
+@pytest.mark.parametrize("leaf_size,prefix_dims", [(2, 2), (16, 32)])
+def test_far_from_the_origin_the_selection_differs_only_at_float32_ties(leaf_size, prefix_dims):
+    # |x| ~ 280 against distances ~ 1: |x|^2 - 2 x.c + |c|^2 cancels most of its digits, and the
+    # plain float32 loop itself parts from float64 at near-ties. Each choice must still be the
+    # farthest point up to float32's resolution.
+    x = low_rank(3000, 48, 4, seed=5, offset=40.0)
+    got = greedy_numpy(x, 11, 300, leaf_size=leaf_size, prefix_dims=prefix_dims)
+    assert len(set(got.tolist())) == 300
+    assert tie_gaps(x, got).max() <= float32_tie(x)
+
+
+def test_the_bounds_never_skip_a_point_that_moves():
+    """Step by step: every minimum is min(old minimum, exact distance to the new centre) up to
+    float32 rounding, while most points are never read."""
+    x = low_rank(4000, 24, 3, seed=6, offset=25.0)
+    layout = LeafLayout.build(x, leaf_size=4, group_leaves=4, prefix_dims=4)
+    search = PrunedSearch(layout)
+    flat = layout.points.reshape(-1, 24).astype(np.float64)
+    norms = np.sqrt((flat * flat).sum(axis=1))
+    centre = 3
+    for _ in range(300):
+        before = search.min_sq.reshape(-1).astype(np.float64)
+        slot = layout.slot_of[centre]
+        exact = ((flat - flat[slot]) ** 2).sum(axis=1)
+        centre = search.add_centre(centre)
+        after = search.min_sq.reshape(-1).astype(np.float64)
+        real = np.isfinite(after)
+        tolerance = 1e-5 * (norms + norms[slot]) ** 2
+        expected = np.minimum(before, exact)
+        assert np.all(np.abs(after[real] - expected[real]) <= tolerance[real])
+    assert search.stats["pruned"] > 250
+    assert search.stats["rows"] / search.stats["pruned"] < 0.2 * len(x)
+
+
+def test_features_without_structure_fall_back_to_the_plain_pass():
+    x = np.random.default_rng(7).normal(size=(3000, 64)).astype(np.float32)
+    layout = LeafLayout.build(x, leaf_size=8)
+    search = PrunedSearch(layout)
+    got = [5]
+    for _ in range(99):
+        got.append(search.add_centre(got[-1]))
+    assert search.stats["plain"] > 50
+    np.testing.assert_array_equal(got, plain_greedy(x, 5, 100))
+
+
+def test_duplicates_are_chosen_once_and_ties_go_either_way():
+    x = low_rank(200, 12, 3, seed=8)
+    dup = np.repeat(x, 3, axis=0)  # every point three times
+    for got in (greedy_numpy(dup, 0, 250, leaf_size=4, prefix_dims=4), greedy_coreset(dup, 250, seed=0)):
+        assert len(set(got.tolist())) == 250
+        ref = plain_greedy(dup, got[0], 250)
+        # While distinct points remain, the same points (maybe another copy)...
+        np.testing.assert_array_equal(dup[got[:200]], dup[ref[:200]])
+        # ...then only copies at distance 0 (up to rounding) are left.
+        assert tie_gaps(dup, got).max() <= float32_tie(dup)
+
+
+def test_lowest_index_wins_an_exact_tie():
+    # Two points at the same distance from the start (exact in float32): the plain loop takes the lower.
+    x = np.array([[0, 0], [3, 4], [-3, -4], [5, 0], [0, 1]], dtype=np.float32)
+    assert greedy_numpy(x, 0, 3).tolist() == plain_greedy(x, 0, 3).tolist() == [0, 1, 2]
+
+
+def test_selection_is_on_the_projection():
+    x = np.random.default_rng(2).normal(size=(500, 200)).astype(np.float32)
+    got = greedy_coreset(x, 40, projection_dim=32, seed=5)
+    projected = random_projection(x, 32, seed=5)
+    assert projected.shape == (500, 32)
+    np.testing.assert_array_equal(got, plain_greedy(projected, got[0], 40))
+
+
+def test_seeding():
+    x = low_rank(2000, 40, 5, seed=4)
+    a = greedy_coreset(x, 50, seed=7)
+    np.testing.assert_array_equal(a, greedy_coreset(x, 50, seed=7))
+    b = greedy_coreset(x, 50, seed=8)
+    assert a[0] == np.random.default_rng(7).integers(2000) and b[0] == np.random.default_rng(8).integers(2000)
+    assert not np.array_equal(a, b)
+
+
+def test_all_points_or_an_impossible_size():
+    x = np.random.default_rng(3).normal(size=(40, 3)).astype(np.float32)
+    assert sorted(greedy_coreset(x, 40).tolist()) == list(range(40))
+    for bad in (0, 41):
+        with pytest.raises(ValueError):
+            greedy_coreset(x, bad)
+
+
+def test_layout_is_a_permutation_in_balls_that_hold_their_points():
+    x = low_rank(1000, 20, 3, seed=9)
+    layout = LeafLayout.build(x, leaf_size=6, group_leaves=4, prefix_dims=5)
+    assert layout.order.shape[1] in range(6, 13) and layout.n_leaves & (layout.n_leaves - 1) == 0
+    assert sorted(layout.order[layout.valid].tolist()) == list(range(1000))
+    np.testing.assert_array_equal(layout.points[layout.valid], x[layout.order[layout.valid]])
+    prefix = layout.prefix.astype(np.float64)
+    to_centre = np.linalg.norm(prefix - layout.centre[:, None, :], axis=2)  # [B, L]
+    assert np.all((to_centre <= layout.radius[:, None])[layout.valid])
+    groups = prefix.reshape(layout.n_groups, -1, prefix.shape[2])
+    to_group = np.linalg.norm(groups - layout.group_centre[:, None, :], axis=2)  # [G, B/G * L]
+    assert np.all((to_group <= layout.group_radius[:, None])[layout.valid.reshape(layout.n_groups, -1)])
+
+
+def test_no_progress_bar_off_a_terminal(capsys):
+    greedy_coreset(np.random.default_rng(0).normal(size=(300, 8)).astype(np.float32), 100)
+    assert capsys.readouterr().err == ""
+
+
+# --- the Paddle path (the GPU's), here on CPU tensors --------------------------------------------
+
+
+@pytest.mark.parametrize("n,d,n_select", [(1, 3, 1), (700, 20, 40), (1500, 128, 25)])
+def test_paddle_path_is_the_numpy_path(n, d, n_select):
+    x = np.random.default_rng(n).normal(size=(n, d)).astype(np.float32)
+    with kernel_backend.backend("paddle"):
+        got = greedy_coreset(x, n_select, projection_dim=16, seed=1)
+    with kernel_backend.backend("numpy"):
+        ref = greedy_coreset(x, n_select, projection_dim=16, seed=1)
+    assert got.dtype == np.int64
+    np.testing.assert_array_equal(got, ref)
+
+
+def test_paddle_path_takes_a_tensor_and_breaks_ties_like_numpy():
+    import paddle
+
+    x = np.array([[0, 0], [3, 4], [-3, -4], [5, 0], [0, 1]], dtype=np.float32)
+    assert greedy_paddle(paddle.to_tensor(x), 0, 5).tolist() == greedy_numpy(x, 0, 5).tolist()
+    dup = np.repeat(low_rank(20, 6, 2, seed=3), 2, axis=0)
+    got = greedy_paddle(dup, 4, 30)
+    assert len(set(got.tolist())) == 30
+    np.testing.assert_array_equal(dup[got[:20]], dup[plain_greedy(dup, 4, 20)])
