@@ -138,14 +138,6 @@ def test_lowest_index_wins_an_exact_tie():
     assert greedy_numpy(x, 0, 3).tolist() == plain_greedy(x, 0, 3).tolist() == [0, 1, 2]
 
 
-def test_selection_is_on_the_projection():
-    x = np.random.default_rng(2).normal(size=(500, 200)).astype(np.float32)
-    got = greedy_coreset(x, 40, projection_dim=32, seed=5)
-    projected = random_projection(x, 32, seed=5)
-    assert projected.shape == (500, 32)
-    np.testing.assert_array_equal(got, plain_greedy(projected, got[0], 40))
-
-
 def test_seeding():
     x = low_rank(2000, 40, 5, seed=4)
     a = greedy_coreset(x, 50, seed=7)
