@@ -11,7 +11,6 @@ from methods.coreset import (
     greedy_coreset,
     greedy_numpy,
     greedy_paddle,
-    random_projection,
 )
 
 
