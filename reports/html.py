@@ -138,6 +138,7 @@ def settings_html(settings: dict, run_dir: Path) -> str:
     header = dict(settings["header"])
     rows = [(key, header.pop(key)) for key in ("data", "categories", "backbone", "weights", "image", "seed",
                                                "PRO FPR limit") if key in header]
+    header.pop("device", None)  # shown below, also for runs that did not record it
     rows += list(header.items())  # anything a newer runner records
     rows.append(("device", requested_device(settings)))
     if settings["argv"]:

@@ -16,3 +16,4 @@ def test_peak_memory_belongs_to_the_call():
 def test_measure_returns_the_result():
     result, probe = measure(lambda: "done")
     assert result == "done" and probe.peak_rss_bytes > 0
+
