@@ -34,8 +34,9 @@ def thin(x: np.ndarray, y: np.ndarray, points: int = CURVE_POINTS) -> tuple[np.n
 
 
 def save_predictions(path: Path, samples, labels: np.ndarray, masks: np.ndarray,
-                     scores: np.ndarray, maps: np.ndarray) -> Path:
-    """Write one (category, method) prediction. ``masks``, ``maps``: ``[N, H, W]``."""
+                     scores: np.ndarray, maps: np.ndarray, thresholds: tuple[float, float]) -> Path:
+    """Write one (category, method) prediction. ``masks``, ``maps``: ``[N, H, W]``;
+    ``thresholds``: the image and pixel F1-max thresholds, already computed for the tables."""
     roc_fpr, roc_tpr = metrics.roc_curve(labels, scores)
     pro_fpr, pro_overlap = thin(*metrics.pro_curve(masks, maps))
     arrays = {
@@ -44,8 +45,8 @@ def save_predictions(path: Path, samples, labels: np.ndarray, masks: np.ndarray,
         "labels": np.asarray(labels, dtype=np.int8),
         "scores": np.asarray(scores, dtype=np.float64),
         "maps": resize_bilinear(np.asarray(maps, dtype=np.float32), (MAP_SIZE, MAP_SIZE)).astype(np.float16),
-        "image_threshold": np.float64(metrics.f1_max(labels, scores)[1]),
-        "pixel_threshold": np.float64(metrics.pixel_f1_max(masks, maps)[1]),
+        "image_threshold": np.float64(thresholds[0]),
+        "pixel_threshold": np.float64(thresholds[1]),
         "roc_fpr": roc_fpr,
         "roc_tpr": roc_tpr,
         "pro_fpr": pro_fpr,

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+import metrics
 from bench.cli import main as cli_main
 from datasets.mvtec import Sample
 from reports.examples import mean_ranks, pick_examples
@@ -80,8 +81,10 @@ def make_run(folder: Path, data: Path, weights: str = "random", failed: tuple = 
                           else (np.asarray(Image.open(s.mask_path)) > 0).astype(np.uint8) for s in samples])
         for method in METHODS:
             maps = masks * rng.uniform(0.5, 1.0) + rng.uniform(0, 0.6, masks.shape)
+            scores = maps.reshape(len(samples), -1).max(axis=1)
+            thresholds = (metrics.f1_max(labels, scores)[1], metrics.pixel_f1_max(masks, maps)[1])
             save_predictions(prediction_path(folder, category, method), samples, labels, masks,
-                             maps.reshape(len(samples), -1).max(axis=1), maps)
+                             scores, maps, thresholds)
             rows.append(result_row(category, method, weights))
     pd.DataFrame(rows).to_csv(folder / "results.csv", index=False)
     return folder
