@@ -16,15 +16,16 @@ import pandas as pd
 
 from bench.atomic import write_atomic, write_text_atomic
 from reports.runfiles import fpr_limit, read_results, read_settings
-from reports.tables import MEMORY, SPEED, Column, table_columns
+from reports.tables import MEMORY, SPEED, Column, has_values, table_columns
 
 KEY = ["category", "method"]
 RELATIVE = {c.key for c in SPEED + MEMORY}
 
 
 def compared_columns(a: pd.DataFrame, b: pd.DataFrame, fpr: float) -> tuple[Column, ...]:
-    """The table columns either run recorded, in the tables' order."""
-    return tuple(c for c in table_columns(fpr) if c.key in a or c.key in b)
+    """The table columns either run has values in (``has_values``: no GPU columns without a GPU), in the
+    tables' order."""
+    return tuple(c for c in table_columns(fpr) if has_values(a, c) or has_values(b, c))
 
 
 def _numbers(results: pd.DataFrame, columns: tuple[Column, ...]) -> pd.DataFrame:

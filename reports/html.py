@@ -25,7 +25,7 @@ from bench.versions import versions
 from reports.examples import category_examples
 from reports.predictions import load_predictions, prediction_path
 from reports.runfiles import fpr_limit, image_geometry, read_results, read_settings, requested_device
-from reports.tables import ACCURACY, MEMORY, SPEED, Column, metric_table, table_columns
+from reports.tables import ACCURACY, MEMORY, SPEED, Column, has_values, metric_table, table_columns
 
 REPORT_FILE = "report.html"
 EXAMPLES_PER_CATEGORY = 4
@@ -112,7 +112,7 @@ def tables_html(results: pd.DataFrame, columns: tuple[Column, ...]) -> str:
     parts = []
     for name, group in groups:
         keys = {c.key for c in group}
-        present = [c for c in columns if c.key in keys and c.key in results and results[c.key].notna().any()]
+        present = [c for c in columns if c.key in keys and has_values(results, c)]
         if present:
             parts.append(f"<h3>{name}</h3>")
             parts.append('<div class="table-grid">')
@@ -242,8 +242,7 @@ def build_report(run_dir: Path) -> str:
     results = read_results(run_dir)
     settings = read_settings(run_dir)
     columns = table_columns(fpr_limit(settings))
-    accuracy = tuple(c for c in columns if c.key in {a.key for a in ACCURACY}
-                     and c.key in results and results[c.key].notna().any())
+    accuracy = tuple(c for c in columns if c.key in {a.key for a in ACCURACY} and has_values(results, c))
     categories = list(dict.fromkeys(results["category"]))
     has_failures = results["error"].notna().any()
 

@@ -63,12 +63,25 @@ def metric_table(results: pd.DataFrame, key: str) -> pd.DataFrame:
     return table
 
 
+def has_values(results: pd.DataFrame, column: Column) -> bool:
+    """Whether ``results`` recorded anything worth a table in ``column``.
+
+    Not when the column is missing or all NaN (failed rows, older runs). The
+    GPU memory columns need a non-zero value too: without a GPU the probes
+    record 0, and a table of zeros would read as "used no GPU memory" (and even
+    mark it best). Every table writer (results.md, report.html, compare) asks
+    this one rule.
+    """
+    if column.key not in results or results[column.key].isna().all():
+        return False
+    return not column.key.endswith("gpu_peak_mb") or bool(results[column.key].fillna(0).any())
+
+
 def markdown_tables(results: pd.DataFrame, columns: tuple[Column, ...] = TABLES) -> str:
-    """Every present column of ``results`` as a titled Markdown table, failures listed last."""
+    """Every column of ``results`` that ``has_values`` as a titled Markdown table, failures listed last."""
     parts = []
     for column in columns:
-        if column.key not in results or results[column.key].isna().all() or (
-                column.key.endswith("gpu_peak_mb") and not results[column.key].any()):
+        if not has_values(results, column):
             continue
         direction = "higher is better" if column.higher_is_better else "lower is better"
         table = metric_table(results, column.key)

@@ -271,3 +271,34 @@ def test_compare_output_option_and_errors(tmp_path, capsys):
     empty.mkdir()
     assert cli_main(["compare", str(run_a), str(empty)]) == 2
     assert str(empty / "results.csv") in capsys.readouterr().err
+
+
+def with_gpu_columns(folder: Path, fit_mb: float, predict_mb: float) -> Path:
+    """``folder``'s results.csv as a run on a device with (non-zero) or without (zero) a GPU records it."""
+    results = pd.read_csv(folder / "results.csv")
+    results["fit_gpu_peak_mb"], results["predict_gpu_peak_mb"] = fit_mb, predict_mb
+    results.to_csv(folder / "results.csv", index=False)
+    return folder
+
+
+def test_gpu_memory_is_shown_only_for_a_run_with_a_gpu(tmp_path):
+    cpu = with_gpu_columns(make_run(tmp_path / "cpu", tmp_path / "data-cpu"), 0.0, 0.0)
+    page = write_report(cpu).read_text(encoding="utf-8")
+    assert "Peak GPU memory" not in page and "gpu_peak_mb" not in page
+    assert 'id="table-fit_peak_mb"' in page  # the other memory tables stay
+
+    gpu = with_gpu_columns(make_run(tmp_path / "gpu", tmp_path / "data-gpu"), 120.0, 80.0)
+    page = write_report(gpu).read_text(encoding="utf-8")
+    assert 'id="table-fit_gpu_peak_mb"' in page and 'id="table-predict_gpu_peak_mb"' in page
+
+
+def test_compare_leaves_out_gpu_memory_unless_a_run_had_a_gpu(tmp_path):
+    cpu_a = write_results(tmp_path / "a", [row("alpha", "m1", 0.5, 1.0, fit_gpu_peak_mb=0.0)])
+    cpu_b = write_results(tmp_path / "b", [row("alpha", "m1", 0.6, 1.0, fit_gpu_peak_mb=np.nan)])
+    assert cli_main(["compare", str(cpu_a), str(cpu_b)]) == 0
+    assert "Peak GPU memory" not in (cpu_b / "compare-a.md").read_text()
+    assert not any("gpu" in c for c in pd.read_csv(cpu_b / "compare-a.csv").columns)
+
+    gpu_b = write_results(tmp_path / "gpu", [row("alpha", "m1", 0.6, 1.0, fit_gpu_peak_mb=300.0)])
+    assert cli_main(["compare", str(cpu_a), str(gpu_b)]) == 0
+    assert "Peak GPU memory during fit" in (gpu_b / "compare-a.md").read_text()
