@@ -73,11 +73,15 @@ def best_cells(table: pd.DataFrame, higher_is_better: bool, fmt: str) -> pd.Data
     """``[rows, methods]`` bool: the best value of each row (all of them on a tie), NaN never best.
 
     Values are compared as printed, so two cells that read the same are both
-    marked rather than one winning on digits nobody sees.
+    marked rather than one winning on digits nobody sees. A row whose values
+    all read the same (the extraction time all methods share, a run of one
+    method) marks nothing: a best needs something worse beside it.
     """
     shown = table.apply(lambda col: col.map(lambda v: _as_shown(v, fmt))).astype(np.float64)
     best = shown.max(axis=1) if higher_is_better else shown.min(axis=1)  # NaN-skipping
-    return shown.eq(best, axis=0) & shown.notna()
+    marked = shown.eq(best, axis=0) & shown.notna()
+    marked.loc[shown.nunique(axis=1) < 2] = False  # nunique skips NaN
+    return marked
 
 
 def _as_shown(value: float, fmt: str) -> float:
@@ -274,8 +278,8 @@ def build_report(run_dir: Path) -> str:
         '<h2 id="settings">Settings</h2>',
         settings_html(settings, run_dir),
         '<h2 id="tables">Tables</h2>',
-        '<p class="note">Categories as rows, methods as columns; the best value of each row is in bold on green. '
-        "The mean row is empty for a method with a failed category.</p>",
+        '<p class="note">Categories as rows, methods as columns; the best value of each row is in bold on green '
+        "(nothing is when all values of the row read the same). The mean row is empty for a method with a failed category.</p>",
         tables_html(results, columns),
         '<h2 id="figures">Figures</h2>',
         '<h3 id="figure-bars">Accuracy per category</h3>',

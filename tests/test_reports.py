@@ -169,18 +169,24 @@ def test_best_method_highlighted_per_row(good_run):
     assert auroc["mean"]["m2"] == ("0.800", True) and not auroc["mean"]["m1"][1]
     latency = table_cells(page, "predict_ms_per_image")  # lower is better
     assert latency["alpha"] == {"m1": ("2.0", True), "m2": ("20.0", False)}
-    tied = table_cells(page, "extract_s")  # the same for both: both marked
-    assert all(best for _, best in tied["alpha"].values())
+    tied = table_cells(page, "extract_s")  # the same for both: nothing to mark
+    assert not any(best for cells in tied.values() for _, best in cells.values())
+    assert 'class="num best"' in page  # ...while rows that differ are marked
 
 
 def test_best_cells_nan_ties_and_direction():
-    table = pd.DataFrame({"a": [0.5, np.nan, 0.30001, np.nan], "b": [0.7, 0.2, 0.3, np.nan],
-                          "c": [0.1, np.nan, 0.2, np.nan]}, index=["x", "y", "z", "w"])
+    table = pd.DataFrame({"a": [0.5, np.nan, 0.30001, np.nan, 0.4, 0.2, np.nan],
+                          "b": [0.7, 0.2, 0.3, np.nan, 0.40001, 0.2, 0.2],
+                          "c": [0.1, 0.1, 0.2, np.nan, 0.4, np.nan, np.nan]},
+                         index=["x", "y", "z", "w", "v", "u", "s"])
     high = best_cells(table, higher_is_better=True, fmt=".3f")
     assert high.loc["x"].tolist() == [False, True, False]
     assert high.loc["y"].tolist() == [False, True, False]  # NaN is never best
     assert high.loc["z"].tolist() == [True, True, False]   # equal as printed: both marked
     assert not high.loc["w"].any()                         # an all-NaN row has no best
+    assert not high.loc["v"].any()                         # all equal as printed: no best
+    assert not high.loc["u"].any()                         # ...NaN aside
+    assert not high.loc["s"].any()                         # one value alone is better than nothing
     low = best_cells(table, higher_is_better=False, fmt=".3f")
     assert low.loc["x"].tolist() == [False, False, True]
 
