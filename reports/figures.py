@@ -8,13 +8,15 @@ benchmark (or inside a test) wants.
 
 from __future__ import annotations
 
+import hashlib
 import io
 
 import numpy as np
 import pandas as pd
 from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.colors import to_rgba
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize, hsv_to_rgb, to_hex, to_rgba
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 from PIL import Image
@@ -24,12 +26,29 @@ from reports.examples import Examples
 from reports.tables import Column, metric_table
 
 DPI = 100
-PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
+# Fixed, so a built-in method looks the same in every report whatever else ran beside it.
+BUILTIN_COLORS = {"patchcore": "#1f77b4", "padim": "#ff7f0e", "spade": "#2ca02c"}
+
+
+def method_color(name: str) -> str:
+    """The colour of method ``name`` in every figure of every report.
+
+    Built-in methods have fixed colours. Any other name gets a hue from a
+    digest of the name: the same in every run and process (``hash()`` is
+    salted per process), independent of which methods a run holds. Saturation
+    and value are fixed so every hue reads on white and none is the grey of a
+    failed row's cross.
+    """
+    if name in BUILTIN_COLORS:
+        return BUILTIN_COLORS[name]
+    digest = hashlib.sha256(name.encode("utf-8")).digest()
+    hue = int.from_bytes(digest[:4], "big") / 2**32
+    return to_hex(hsv_to_rgb((hue, 0.75, 0.8)))
 
 
 def method_colors(methods: list[str]) -> dict[str, str]:
-    """One colour per method, the same in every figure of a report."""
-    return {m: PALETTE[i % len(PALETTE)] for i, m in enumerate(methods)}
+    """``method_color`` of each of ``methods``."""
+    return {m: method_color(m) for m in methods}
 
 
 def new_figure(width: float, height: float) -> Figure:
@@ -44,18 +63,42 @@ def to_png(fig: Figure) -> bytes:
     256 colours lose nothing visible in line plots and heat maps but make the
     file 3-4 times smaller than matplotlib's RGBA PNG; a report embeds dozens.
     The canvas is rendered once and encoded once (savefig would encode twice).
+    Maximum coverage rather than median cut: median cut shares colours out by
+    pixel count, so the few pixels of a colour bar lost their pure colours to
+    the many half-blended ones of the overlays above it.
     """
     canvas = fig.canvas
     canvas.draw()
     rgb = Image.fromarray(np.asarray(canvas.buffer_rgba())[..., :3])
     fig.clear()  # frees the artists now rather than at the next garbage collection
-    palette = rgb.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    palette = rgb.quantize(colors=256, method=Image.Quantize.MAXCOVERAGE, dither=Image.Dither.NONE)
     out = io.BytesIO()
     palette.save(out, format="png", optimize=True)
     return out.getvalue()
 
 
+# An accuracy column whose largest value reaches this is drawn on the whole 0-1 axis.
+FULL_SCALE_FROM = 0.5
+
+
+def accuracy_top(values: np.ndarray) -> float:
+    """Top of the 0-based y axis of an accuracy panel holding ``values`` (NaN allowed).
+
+    The 0-1 scale when the values reach ``FULL_SCALE_FROM``; otherwise a bit
+    above the largest value: pixel F1-max or AP of 0.01-0.3 are slivers on a
+    0-1 axis, and differences between methods vanish.
+    """
+    finite = values[np.isfinite(values)]
+    top = float(finite.max()) if finite.size else 0.0
+    return 1.02 if top >= FULL_SCALE_FROM else max(1.15 * top, 0.05)
+
+
 def metric_bars(results: pd.DataFrame, columns: tuple[Column, ...]) -> bytes:
+    """``metric_bars_figure`` as PNG."""
+    return to_png(metric_bars_figure(results, columns))
+
+
+def metric_bars_figure(results: pd.DataFrame, columns: tuple[Column, ...]) -> Figure:
     """Grouped bars, one panel per accuracy column: categories (+ mean) on x, one bar per method.
 
     ``results``: rows of (category, method, column keys). A missing value (a
@@ -83,7 +126,7 @@ def metric_bars(results: pd.DataFrame, columns: tuple[Column, ...]) -> bytes:
         ax.set_title(column.title, fontsize=9)
         ax.set_xticks(x, [str(c) for c in table.index], fontsize=7,
                       rotation=30 if len(x) > 6 else 0, ha="right" if len(x) > 6 else "center")
-        ax.set_ylim(0, 1.02)
+        ax.set_ylim(0, accuracy_top(table.to_numpy(dtype=np.float64)))
         ax.tick_params(axis="y", labelsize=7)
         ax.grid(axis="y", alpha=0.3)
         # The mean is not one more category: a line keeps it from being read as one.
@@ -91,15 +134,43 @@ def metric_bars(results: pd.DataFrame, columns: tuple[Column, ...]) -> bytes:
     for ax in axes[len(columns):]:
         ax.set_visible(False)
     fig.legend(loc="outside upper center", ncols=len(methods), fontsize=8, frameon=False)
-    return to_png(fig)
+    return fig
+
+
+# The latency axis spans at least this ratio (max / min): at least three of its 1-2-5 ticks are labelled.
+MIN_LATENCY_SPAN = 16.0
+
+
+def latency_limits(latencies: np.ndarray) -> tuple[float, float] | None:
+    """x limits of the log latency axis for ``latencies`` (ms), or None when none is finite and > 0.
+
+    The values padded by a factor 1.6 each way, widened about their geometric
+    centre to ``MIN_LATENCY_SPAN``: one category, or methods of similar speed,
+    would leave a span without a single 1, 2 or 5 in it, and so an axis with
+    one tick or none.
+    """
+    finite = latencies[np.isfinite(latencies) & (latencies > 0)]
+    if not finite.size:
+        return None
+    low, high = finite.min() / 1.6, finite.max() * 1.6
+    if high / low < MIN_LATENCY_SPAN:
+        centre, half = np.sqrt(low * high), np.sqrt(MIN_LATENCY_SPAN)
+        low, high = centre / half, centre * half
+    return float(low), float(high)
 
 
 def accuracy_latency(results: pd.DataFrame) -> tuple[bytes, list[str]]:
+    """``accuracy_latency_figure`` as PNG, and the categories averaged over."""
+    fig, categories = accuracy_latency_figure(results)
+    return to_png(fig), categories
+
+
+def accuracy_latency_figure(results: pd.DataFrame) -> tuple[Figure, list[str]]:
     """Mean image AUROC against mean predict time per image (log x), one big point per method.
 
     Means run over the categories every method finished, so a method that
     failed somewhere is not compared on an easier subset. Faint points are the
-    single categories. Returns the PNG and the categories averaged over.
+    single categories. Returns the figure and the categories averaged over.
     """
     auroc = metric_table(results, "image_auroc").drop(index="mean")
     latency = metric_table(results, "predict_ms_per_image").drop(index="mean")
@@ -120,10 +191,9 @@ def accuracy_latency(results: pd.DataFrame) -> tuple[bytes, list[str]]:
     # Plain numbers at 1, 2 and 5 of each decade: matplotlib's default 2x10^0 labels crowd on a short axis.
     ax.xaxis.set_major_formatter(FuncFormatter(_log_label))
     ax.xaxis.set_minor_formatter(FuncFormatter(_log_label))
-    finite = latency.loc[complete].to_numpy(dtype=np.float64)
-    finite = finite[np.isfinite(finite) & (finite > 0)]
-    if finite.size:
-        ax.set_xlim(finite.min() / 1.6, finite.max() * 1.6)
+    limits = latency_limits(latency.loc[complete].to_numpy(dtype=np.float64))
+    if limits:
+        ax.set_xlim(*limits)
     ax.set_xlabel("predict time (ms / image, log scale)", fontsize=8)
     ax.set_ylabel("image AUROC", fontsize=8)
     ax.set_ylim(0, 1.02)
@@ -134,7 +204,7 @@ def accuracy_latency(results: pd.DataFrame) -> tuple[bytes, list[str]]:
                  fontsize=9)
     if len(categories):
         ax.legend(fontsize=8, loc="lower right")
-    return to_png(fig), categories
+    return fig, categories
 
 
 def _log_label(value: float, _position) -> str:
@@ -180,12 +250,18 @@ def curves(predictions: dict[str, dict], fpr_limit: float, category: str,
 PANEL_GAP = 4     # pixels between panels of a row
 ROW_GAP = 18      # pixels between rows: room for the score under each map
 MASK_EDGE = np.array([255, 40, 40], dtype=np.uint8)
+MAP_COLORMAP = "jet"
+
+
+def map_norm(low: float, high: float) -> Normalize:
+    """A method's map colour scale, ``low`` (blue) to ``high`` (red), clipped; the overlays and their
+    colour bar share it. Constant maps (``high <= low``) get a range of 1 rather than a division by 0."""
+    return Normalize(low, high if high > low else low + 1.0, clip=True)
 
 
 def overlay(image: np.ndarray | None, heat: np.ndarray, low: float, high: float) -> np.ndarray:
     """``[S, S, 3]`` uint8 image and ``[S, S]`` map -> the map in 'jet' blended half over the image."""
-    scaled = np.clip((heat - low) / (high - low if high > low else 1.0), 0.0, 1.0)
-    colored = colormaps["jet"](scaled)[..., :3] * 255.0
+    colored = colormaps[MAP_COLORMAP](map_norm(low, high)(heat))[..., :3] * 255.0
     base = image.astype(np.float64) if image is not None else colored
     return (0.5 * base + 0.5 * colored).round().astype(np.uint8)
 
@@ -231,24 +307,49 @@ def examples_mosaic(examples: Examples) -> np.ndarray:
     return mosaic
 
 
-def examples_figure(examples: Examples, category: str) -> bytes:
+COLORBAR_HEIGHT = 8  # pixels of each method's colour bar under the mosaic
+COLORBAR_ROOM = 34   # pixels of margin below the mosaic: the bars and their tick labels
+
+
+def examples_png(examples: Examples, category: str) -> bytes:
+    """``examples_figure`` as PNG."""
+    return to_png(examples_figure(examples, category))
+
+
+def examples_figure(examples: Examples, category: str) -> Figure:
     """One row per chosen test image: image, ground truth, then per method its map and thresholded mask.
 
     Maps are overlaid on the image with one colour scale per method over the
-    whole category, so rows can be compared. Masks are ``map > pixel_threshold``
+    whole category, so rows can be compared; a colour bar under each method's
+    map column gives that scale in map units. Masks are ``map > pixel_threshold``
     (the method's pixel F1-max threshold) with the ground truth's edge in red.
     """
     mosaic = examples_mosaic(examples)
     size = examples.maps.shape[-1]
     height, width = mosaic.shape[:2]
-    left, right, top, bottom = 110, 10, 44, 4  # pixels of margin for the labels
-    fig = Figure(figsize=((left + width + right) / DPI, (top + height + bottom) / DPI), dpi=DPI,
-                 facecolor="white")
-    FigureCanvasAgg(fig)
+    left, right, top, bottom = 110, 10, 44, 4 + COLORBAR_ROOM  # pixels of margin for the labels
     total_w, total_h = left + width + right, top + height + bottom
+    fig = Figure(figsize=(total_w / DPI, total_h / DPI), dpi=DPI, facecolor="white")
+    FigureCanvasAgg(fig)
     ax = fig.add_axes((left / total_w, bottom / total_h, width / total_w, height / total_h))
     ax.imshow(mosaic, interpolation="nearest")
     ax.set_axis_off()
+    label_panels(ax, examples)
+    for j in range(len(examples.methods)):
+        # Under the method's map column, in figure fractions from the pixel layout above.
+        x = left + (2 + 2 * j) * (size + PANEL_GAP)
+        box = (x / total_w, (COLORBAR_ROOM - COLORBAR_HEIGHT) / total_h, size / total_w, COLORBAR_HEIGHT / total_h)
+        map_colorbar(fig, box, *examples.map_ranges[j])
+    fig.text(4 / total_w, (COLORBAR_ROOM - COLORBAR_HEIGHT / 2) / total_h, "map colour scale", ha="left",
+             va="center", fontsize=7)
+    fig.text(0.5, 1 - 4 / total_h, f"{category}: worst-scored defects, then highest-scored good images",
+             ha="center", va="top", fontsize=9)
+    return fig
+
+
+def label_panels(ax, examples: Examples) -> None:
+    """Column titles above, image names left of and scores under the panels of ``examples_mosaic``."""
+    size = examples.maps.shape[-1]
     step = size + PANEL_GAP
     titles = ["image", "ground truth"] + [f"{name} {kind}" for name in examples.methods
                                           for kind in ("map", "mask")]
@@ -263,6 +364,15 @@ def examples_figure(examples: Examples, category: str) -> bytes:
             verdict = "flagged" if score >= threshold else "passed"
             ax.text((2 + 2 * j) * step + size / 2, top_px + size + 2, f"score {score:.3g} ({verdict})",
                     ha="center", va="top", fontsize=7)
-    fig.text(0.5, 1 - 4 / total_h, f"{category}: worst-scored defects, then highest-scored good images",
-             ha="center", va="top", fontsize=9)
-    return to_png(fig)
+
+
+def map_colorbar(fig: Figure, box: tuple[float, float, float, float], low: float, high: float) -> None:
+    """A horizontal colour bar of ``map_norm(low, high)`` in ``box`` (figure fractions), ticks at both
+    ends and the middle. The overlays blend it half with the image, so it is their hue, not their shade."""
+    norm = map_norm(low, high)
+    cax = fig.add_axes(box, label="<colorbar>")  # matplotlib's own label for colour bar axes
+    bar = fig.colorbar(ScalarMappable(norm=norm, cmap=MAP_COLORMAP), cax=cax, orientation="horizontal")
+    ticks = np.linspace(norm.vmin, norm.vmax, 3)
+    bar.set_ticks(ticks, labels=[f"{v:.3g}" for v in ticks])
+    bar.ax.tick_params(labelsize=6, length=2, pad=1)
+    bar.outline.set_linewidth(0.5)

@@ -221,10 +221,10 @@ def category_html(run_dir: Path, results: pd.DataFrame, settings: dict, category
         examples = category_examples(predictions, image_geometry(settings), EXAMPLES_PER_CATEGORY)
         if examples is None:
             return '<p class="note">No test image was predicted by every method.</p>'
-        return figure_html(figures.examples_figure(examples, category), f"Example test images, {category}",
+        return figure_html(figures.examples_png(examples, category), f"Example test images, {category}",
                            "Worst-scored defects (lowest mean rank of score across methods), then the "
                            "highest-scored good images. Maps share one colour scale per method over the "
-                           "category; masks are map > the method's pixel F1-max threshold, ground truth "
+                           "category (the colour bar under the method's maps); masks are map > the method's pixel F1-max threshold, ground truth "
                            "outlined in red; 'flagged' means score ≥ the image F1-max threshold.",
                            kind="examples")
 

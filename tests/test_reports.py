@@ -3,7 +3,10 @@
 import base64
 import io
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +17,9 @@ from PIL import Image
 import metrics
 from bench.cli import main as cli_main
 from datasets.mvtec import Sample
-from reports.examples import mean_ranks, pick_examples
+from reports.examples import Examples, mean_ranks, pick_examples
+from reports.figures import (BUILTIN_COLORS, accuracy_latency_figure, examples_figure, method_colors,
+                             metric_bars_figure)
 from reports.html import best_cells, write_report
 from reports.predictions import prediction_path, save_predictions
 from reports.tables import ACCURACY, table_columns
@@ -308,3 +313,64 @@ def test_compare_leaves_out_gpu_memory_unless_a_run_had_a_gpu(tmp_path):
     gpu_b = write_results(tmp_path / "gpu", [row("alpha", "m1", 0.6, 1.0, fit_gpu_peak_mb=300.0)])
     assert cli_main(["compare", str(cpu_a), str(gpu_b)]) == 0
     assert "Peak GPU memory during fit" in (gpu_b / "compare-a.md").read_text()
+
+
+def test_a_method_keeps_its_colour_whatever_runs_beside_it():
+    first = method_colors(["m1", "patchcore", "my-plugin"])
+    second = method_colors(["my-plugin", "spade", "padim", "patchcore", "m1"])
+    assert all(first[m] == second[m] for m in first)
+    assert {m: second[m] for m in BUILTIN_COLORS} == BUILTIN_COLORS
+    assert len(set(second.values())) == len(second)
+    # Another process with another hash seed: the same colour (Python's hash() would differ).
+    script = "from reports.figures import method_color; print(method_color('my-plugin'))"
+    for seed in ("1", "2"):
+        out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                             env={**os.environ, "PYTHONHASHSEED": seed}, cwd=Path(__file__).parents[1])
+        assert out.stdout.strip() == first["my-plugin"]
+
+
+def accuracy_rows(categories, latency_ms: dict[str, float]) -> pd.DataFrame:
+    """Rows whose image AUROC is in 0.6-0.9 and pixel F1-max in 0.01-0.3, as on hard data."""
+    rng = np.random.default_rng(0)
+    return pd.DataFrame([{"category": c, "method": m, "image_auroc": rng.uniform(0.6, 0.9),
+                          "pixel_f1_max": rng.uniform(0.01, 0.3), "predict_ms_per_image": ms}
+                         for c in categories for m, ms in latency_ms.items()])
+
+
+def test_bars_of_small_values_get_an_axis_to_their_size():
+    results = accuracy_rows(["alpha", "beta"], {"m1": 2.0, "m2": 3.0})
+    columns = tuple(c for c in ACCURACY if c.key in ("image_auroc", "pixel_f1_max"))
+    fig = metric_bars_figure(results, columns)
+    top = {ax.get_title(): ax.get_ylim()[1] for ax in fig.axes if ax.get_visible()}
+    assert top["Image AUROC"] >= 1.0  # reaches 0.5: the whole 0-1 scale
+    assert results["pixel_f1_max"].max() < top["Pixel F1-max"] < 0.5
+
+
+def test_latency_axis_of_one_category_has_readable_ticks():
+    fig, averaged = accuracy_latency_figure(accuracy_rows(["alpha"], {"m1": 5.1, "m2": 5.4}))
+    assert averaged == ["alpha"]
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    low, high = ax.get_xlim()
+    labelled = [t for t in ax.xaxis.get_major_ticks() + ax.xaxis.get_minor_ticks()
+                if t.label1.get_visible() and t.label1.get_text() and low <= t.get_loc() <= high]
+    assert len(labelled) > 1
+    assert low < 5.1 and 5.4 < high
+
+
+def test_example_maps_have_a_colour_bar_per_method():
+    k, size, methods = 2, 96, ["m1", "m2"]
+    rng = np.random.default_rng(0)
+    examples = Examples(
+        names=["crack/000.png", "good/000.png"], labels=np.array([1, 0]),
+        images=[rng.integers(0, 255, (size, size, 3), dtype=np.uint8), None],
+        truths=[np.zeros((size, size), bool), None], methods=methods,
+        maps=rng.uniform(0, 3, (len(methods), k, size, size)).astype(np.float32),
+        scores=rng.uniform(0, 3, (len(methods), k)), image_thresholds=np.array([1.0, 1.5]),
+        pixel_thresholds=np.array([1.0, 1.5]), map_ranges=np.array([[0.0, 3.0], [0.5, 2.0]]))
+    fig = examples_figure(examples, "alpha")
+    bars = [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
+    assert len(bars) == len(methods)
+    fig.canvas.draw()
+    ends = [(ax.get_xticklabels()[0].get_text(), ax.get_xticklabels()[-1].get_text()) for ax in bars]
+    assert ends == [("0", "3"), ("0.5", "2")]  # each method's own scale, in map units
