@@ -10,6 +10,12 @@ from pathlib import Path
 from bench import log
 from bench.errors import PatchbenchError
 from bench.plugins import available_methods, plugin_manager
+from methods.options import float_range, int_range, positive_int
+
+# Paddle seeds its generator with the low 32 bits only: larger seeds would repeat smaller ones.
+MAX_SEED = 2**32 - 1
+# One layer4 cell: below this the deepest stage has nothing left to pool.
+MIN_IMAGE_SIZE = 32
 
 DESCRIPTION = """\
 Benchmark patch-based anomaly detection methods on MVTec AD (or any folder in its
@@ -43,9 +49,12 @@ def base_parser(add_help: bool = True) -> argparse.ArgumentParser:
     parser.add_argument("--weights", default="imagenet",
                         help="'imagenet' (Paddle's download and cache; falls back to a seeded random "
                              "initialisation when it cannot be had), 'random', or the path of a .pdparams file")
-    parser.add_argument("--resize", type=int, default=256, help="images are resized to this square size first (default 256)")
-    parser.add_argument("--crop", type=int, default=224, help="then center-cropped to this size (default 224)")
-    parser.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default 8)")
+    parser.add_argument("--resize", type=int_range(MIN_IMAGE_SIZE), default=256,
+                        help=f"images are resized to this square size first (default 256; at least {MIN_IMAGE_SIZE})")
+    parser.add_argument("--crop", type=int_range(MIN_IMAGE_SIZE), default=224,
+                        help=f"then center-cropped to this size (default 224; {MIN_IMAGE_SIZE} to --resize)")
+    parser.add_argument("--batch-size", type=positive_int, default=8,
+                        help="images per forward pass (default 8; at least 1)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "gpu"],
                         help="where the backbone runs (default: the GPU when Paddle has one)")
     parser.add_argument("--cache-dir", type=Path, default=None,
@@ -53,11 +62,12 @@ def base_parser(add_help: bool = True) -> argparse.ArgumentParser:
                              "(default: $PATCHBENCH_CACHE/features, else ~/.cache/patchbench/features)")
     parser.add_argument("--no-cache", action="store_true",
                         help="extract features afresh and keep them in memory only")
-    parser.add_argument("--seed", type=int, default=0,
+    parser.add_argument("--seed", type=int_range(0, MAX_SEED), default=0,
                         help="seed of every random choice: synthetic data, random weights, coreset start, "
-                             "projections (default 0)")
-    parser.add_argument("--pro-fpr-limit", type=float, default=0.3,
-                        help="AU-PRO integrates up to this false-positive rate (default 0.3, the MVTec protocol)")
+                             f"projections (default 0; 0 to {MAX_SEED})")
+    parser.add_argument("--pro-fpr-limit", type=float_range(0.0, 1.0, low_open=True), default=0.3,
+                        help="AU-PRO integrates up to this false-positive rate "
+                             "(default 0.3, the MVTec protocol; > 0 and <= 1)")
     parser.add_argument("--output", type=Path, default=Path("runs"),
                         help="folder under which a new run folder is created (default: runs)")
     parser.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR",
@@ -75,12 +85,29 @@ def base_parser(add_help: bool = True) -> argparse.ArgumentParser:
 
 
 def parse(argv: list[str]):
-    """Two passes, as pytest does: find ``--plugin`` first, then let plugins add their flags."""
+    """Two passes, as pytest does: find ``--plugin`` first, then let plugins add their flags.
+
+    Flags that are each in range but do not fit together end in the same
+    argparse error (exit 2), from ``check_options`` and the plugins' own checks.
+    """
     known, _ = base_parser(add_help=False).parse_known_args(argv)
     manager = plugin_manager(known.plugin)
     parser = base_parser()
     manager.hook.patchbench_add_options(parser=parser)
-    return parser.parse_args(argv), manager
+    options = parser.parse_args(argv)
+    try:
+        check_options(options)
+        manager.hook.patchbench_check_options(options=options)
+    except argparse.ArgumentTypeError as exc:
+        parser.error(str(exc))
+    return options, manager
+
+
+def check_options(options) -> None:
+    """Relations between the harness's flags; raises ``argparse.ArgumentTypeError``."""
+    if options.crop > options.resize:
+        raise argparse.ArgumentTypeError(
+            f"argument --crop: must be at most --resize ({options.resize}), got {options.crop}")
 
 
 def select_methods(registered: dict[str, type], spec: str) -> dict[str, type]:

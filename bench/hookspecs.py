@@ -18,6 +18,19 @@ def patchbench_add_options(parser):
     ``parser`` is the ``argparse.ArgumentParser`` of ``bench.py``; use
     ``parser.add_argument_group(name)`` and long option names prefixed with
     your method's name. The parsed values reach ``AnomalyMethod.from_config``.
+    Give each numeric flag a range-checked ``type`` (``methods.options.int_range``,
+    ``float_range``), so a bad value stops the command at once.
+    """
+
+
+@hookspec
+def patchbench_check_options(options):
+    """Check flags against each other once all are parsed (``options``: the ``argparse.Namespace``).
+
+    Raise ``argparse.ArgumentTypeError("argument --flag: must be ..., got ...")``
+    for a value that is in its own range but does not fit the others (say, more
+    features than the chosen backbone has); the command then stops with that
+    line, as for any bad flag, before anything runs.
     """
 
 

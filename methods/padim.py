@@ -38,10 +38,12 @@ from bench.hookspecs import hookimpl
 from methods.backend import use_paddle
 from methods.base import AnomalyMethod, FeatureSet, Prediction
 from methods.maps import anomaly_map, resize_nearest
+from methods.options import positive_int
 
 LAYERS = ("layer1", "layer2", "layer3")
 # Channels of layer1..layer3 concatenated -> dimensions kept (the paper's choices).
 DEFAULT_FEATURES = {448: 100, 1792: 550}  # resnet18, wide_resnet50_2
+BACKBONE_CHANNELS = {"resnet18": 448, "wide_resnet50_2": 1792}
 DEFAULT_BUDGET_BYTES = 64 * 2**20
 EPSILON = 0.01
 IMAGES_PER_STEP = 16
@@ -271,13 +273,6 @@ class Padim(AnomalyMethod):
         return Prediction(scores=scores.astype(np.float64), maps=maps)
 
 
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
-    return value
-
-
 @hookimpl
 def patchbench_add_options(parser):
     group = parser.add_argument_group("padim")
@@ -286,6 +281,16 @@ def patchbench_add_options(parser):
         help="embedding dimensions PaDiM keeps, a seeded random subset of layer1..layer3's channels "
              "(default: 100 for resnet18's 448, 550 for wide_resnet50_2's 1792; required for other backbones)",
     )
+
+
+@hookimpl
+def patchbench_check_options(options):
+    total = BACKBONE_CHANNELS.get(options.backbone)
+    if options.padim_features is not None and total is not None and options.padim_features > total:
+        raise argparse.ArgumentTypeError(
+            f"argument --padim-features: must be at most {total} (the channels of {options.backbone}'s "
+            f"layer1..layer3), got {options.padim_features}"
+        )
 
 
 @hookimpl

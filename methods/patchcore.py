@@ -24,6 +24,7 @@ from methods.base import AnomalyMethod, FeatureSet, Prediction
 from methods.coreset import greedy_coreset
 from methods.maps import anomaly_map, resize_bilinear
 from methods.nearest import nearest_neighbors
+from methods.options import float_range, positive_int
 
 
 def local_average(x: np.ndarray) -> np.ndarray:
@@ -60,13 +61,15 @@ def reweighted_image_scores(
     rows = np.arange(len(patches))
     worst = patch_scores.argmax(axis=1)
     s_star = patch_scores[rows, worst]
-    if num_neighbors <= 1:
+    b = min(num_neighbors, len(bank))
+    if b <= 1:
+        # One bank entry leaves nothing to re-weight by (softmax over one distance is 1, and
+        # would zero every score): the image score is the plain maximum, as for b = 1.
         return s_star
     m_star = nearest[rows, worst]
-    b = min(num_neighbors, len(bank))
     _, support = nearest_neighbors(bank[m_star], bank, k=b)  # [N, b]
     # m* itself leads the support set even if the bank holds duplicates of it.
-    others = np.array([[j for j in row if j != m][: b - 1] for row, m in zip(support, m_star)])
+    others = np.array([[j for j in row if j != m][: b - 1] for row, m in zip(support, m_star)], dtype=np.int64)
     support = np.concatenate([m_star[:, None], others.reshape(len(m_star), b - 1)], axis=1)
     test_patch = patches[rows, worst]  # [N, D]
     d = np.linalg.norm(bank[support] - test_patch[:, None, :], axis=2)  # [N, b]
@@ -129,12 +132,12 @@ class PatchCore(AnomalyMethod):
 def patchbench_add_options(parser):
     group = parser.add_argument_group("patchcore")
     group.add_argument(
-        "--coreset-ratio", type=float, default=0.1,
-        help="fraction of training patch features kept in PatchCore's memory bank (default 0.1)",
+        "--coreset-ratio", type=float_range(0.0, 1.0, low_open=True), default=0.1,
+        help="fraction of training patch features kept in PatchCore's memory bank (default 0.1; > 0 and <= 1)",
     )
     group.add_argument(
-        "--num-neighbors", type=int, default=9,
-        help="b in PatchCore's re-weighted image score, Eq. 7 (default 9; 1 = plain max)",
+        "--num-neighbors", type=positive_int, default=9,
+        help="b in PatchCore's re-weighted image score, Eq. 7 (default 9; 1 = plain max; at least 1)",
     )
 
 

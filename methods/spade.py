@@ -38,7 +38,7 @@ from methods.nearest import (
     nearest_neighbors_numpy,
     nearest_neighbors_paddle,
 )
-from methods.padim import positive_int
+from methods.options import positive_int
 
 PYRAMID = ("layer1", "layer2", "layer3")
 POOLED = "avgpool"

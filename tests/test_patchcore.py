@@ -101,3 +101,17 @@ def test_anomalous_patch_scores_higher():
     assert pred.scores[1] > pred.scores[0]
     peak = np.unravel_index(pred.maps[1].argmax(), (32, 32))
     assert abs(peak[0] - 14) <= 3 and abs(peak[1] - 14) <= 3
+
+
+@pytest.mark.parametrize("bank_size", [1, 2, 3])
+def test_any_bank_size_from_one_scores_with_nine_neighbours(bank_size):
+    train, test = random_features(1, 8), random_features(2, 9)
+    ratio = bank_size / 64  # one training image: 8 x 8 patches
+    model = PatchCore(coreset_ratio=ratio, num_neighbors=9, seed=0).fit(train)
+    assert model.memory_bank_.shape == (bank_size, 16)
+    pred = model.predict(test)
+    patches = patch_embedding(test).reshape(2, 64, 16)
+    ref_scores, ref_grids = brute_scores(patches, model.memory_bank_.astype(np.float64), bank_size)
+    if bank_size == 1:
+        ref_scores = ref_grids.max(axis=1)  # nothing to re-weight by: the plain maximum, as for b = 1
+    np.testing.assert_allclose(pred.scores, ref_scores, rtol=1e-4)
