@@ -12,7 +12,9 @@ Feature shapes for an ``[N, 3, H, W]`` input (every stride-2 step maps a size
     layer2  [N, C2, H/8,  W/8]      wide_resnet50_2: C = 256, 512, 1024, 2048
     layer3  [N, C3, H/16, W/16]
     layer4  [N, C4, H/32, W/32]
-    avgpool [N, C]  global mean of the deepest stage requested alongside it
+    avgpool [N, C4] global mean of layer4, as the network defines it, whatever
+                    else is requested (so a method's inputs never depend on
+                    which other methods share the extraction)
 
 Call ``bench.threads.configure_cpu_env()`` before anything imports paddle; this
 module does it itself when it is the first to import paddle.
@@ -36,16 +38,22 @@ from typing import Callable, Iterable
 import numpy as np
 
 from bench.errors import PatchbenchError
+from bench.log import logger
+from bench.quiet_stderr import drop_lines
 from bench.threads import configure_cpu_env, cpu_count
 
 if "paddle" not in sys.modules:
     configure_cpu_env()
 
-# Paddle warns at import that ccache (for compiling C++ extensions, which we never do) is missing.
-with warnings.catch_warnings():
+# Paddle warns at import that ccache (for compiling C++ extensions, which we never do) is missing,
+# and that OMP_NUM_THREADS is not 1, which configure_cpu_env chose on purpose.
+with warnings.catch_warnings(), drop_lines("OMP_NUM_THREADS set to", "PLEASE USE OMP_NUM_THREADS WISELY"):
     warnings.filterwarnings("ignore", message="No ccache found")
     import paddle  # noqa: E402  (after configure_cpu_env on purpose)
     import paddle.inference  # noqa: E402
+
+# Printed by Paddle's C++ while tracing any model; it concerns an op argument the trunk never uses.
+TRACING_NOISE = "Paddle static graph(PIR) not support input out tensor"
 
 STAGES = ("layer1", "layer2", "layer3", "layer4")
 LAYERS = STAGES + ("avgpool",)
@@ -56,12 +64,9 @@ CHANNELS = {
 CONNECT_TIMEOUT_S = 5.0
 
 
-def feature_shape(name: str, layer: str, image_size: tuple[int, int], deepest: str) -> tuple[int, ...]:
-    """Shape of one image's feature (no batch dim): ``(C, h, w)``, or ``(C,)`` for avgpool.
-
-    ``deepest`` is the deepest stage computed, which is what avgpool pools.
-    """
-    stage = deepest if layer == "avgpool" else layer
+def feature_shape(name: str, layer: str, image_size: tuple[int, int]) -> tuple[int, ...]:
+    """Shape of one image's feature (no batch dim): ``(C, h, w)``, or ``(C4,)`` for avgpool."""
+    stage = "layer4" if layer == "avgpool" else layer
     channels = CHANNELS[name][stage]
     if layer == "avgpool":
         return (channels,)
@@ -73,7 +78,7 @@ def feature_shape(name: str, layer: str, image_size: tuple[int, int], deepest: s
 
 
 class _Trunk(paddle.nn.Layer):
-    """ResNet stem and stages up to the deepest of ``layers`` (canonical order).
+    """ResNet stem and stages up to the deepest of ``layers`` (canonical order; avgpool needs layer4).
 
     ``forward(x [N, 3, H, W])`` returns a tuple with one tensor per layer, in order.
     """
@@ -81,7 +86,7 @@ class _Trunk(paddle.nn.Layer):
     def __init__(self, net: paddle.nn.Layer, layers: tuple[str, ...]):
         super().__init__()
         self.layers = layers
-        deepest = max(STAGES.index(layer) for layer in layers if layer != "avgpool")
+        deepest = max(STAGES.index("layer4" if layer == "avgpool" else layer) for layer in layers)
         self.stem = paddle.nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
         self.stages = paddle.nn.LayerList([getattr(net, s) for s in STAGES[: deepest + 1]])
 
@@ -181,11 +186,13 @@ class Backbone:
         images = np.ascontiguousarray(images, dtype=np.float32)
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"images must be [N, 3, H, W], got {images.shape}")
+        if int(batch_size) < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         order = _canonical_layers(layers)
         n, _, height, width = images.shape
-        deepest = [layer for layer in order if layer != "avgpool"][-1]
+        # NaN until written: a row the loop never reached cannot pass for a feature.
         result = {
-            layer: np.empty((n,) + feature_shape(self.name, layer, (height, width), deepest), np.float32)
+            layer: np.full((n,) + feature_shape(self.name, layer, (height, width)), np.nan, np.float32)
             for layer in order
         }
         if n == 0:
@@ -227,18 +234,22 @@ class Backbone:
     def _predictor(self, layers: tuple[str, ...], height: int, width: int):
         key = (layers, height, width)
         if key not in self._predictors:
-            prefix = self._saved_model(layers, height, width)
-            model_file = prefix + (".json" if os.path.exists(prefix + ".json") else ".pdmodel")
-            config = paddle.inference.Config(model_file, prefix + ".pdiparams")
-            if self.device == "gpu":
-                config.enable_use_gpu(256, 0)  # initial memory pool in MB, device id
-            else:
-                config.disable_gpu()
-                config.enable_mkldnn()
-                config.set_cpu_math_library_num_threads(cpu_count())
-            config.disable_glog_info()
-            self._predictors[key] = paddle.inference.create_predictor(config)
+            with drop_lines(TRACING_NOISE):
+                self._predictors[key] = self._create_predictor(layers, height, width)
         return self._predictors[key]
+
+    def _create_predictor(self, layers: tuple[str, ...], height: int, width: int):
+        prefix = self._saved_model(layers, height, width)
+        model_file = prefix + (".json" if os.path.exists(prefix + ".json") else ".pdmodel")
+        config = paddle.inference.Config(model_file, prefix + ".pdiparams")
+        if self.device == "gpu":
+            config.enable_use_gpu(256, 0)  # initial memory pool in MB, device id
+        else:
+            config.disable_gpu()
+            config.enable_mkldnn()
+            config.set_cpu_math_library_num_threads(cpu_count())
+        config.disable_glog_info()
+        return paddle.inference.create_predictor(config)
 
     def _saved_model(self, layers: tuple[str, ...], height: int, width: int) -> str:
         """Path prefix of the traced trunk, saving it first if it is not cached.
@@ -269,8 +280,6 @@ def _canonical_layers(layers: Iterable[str]) -> tuple[str, ...]:
     unknown = [layer for layer in requested if layer not in LAYERS]
     if unknown:
         raise PatchbenchError(f"unknown layer {unknown[0]!r}; choose from {', '.join(LAYERS)}")
-    if not set(requested) - {"avgpool"}:
-        raise PatchbenchError("avgpool pools the deepest requested stage: also ask for one of layer1..layer4")
     return tuple(layer for layer in LAYERS if layer in requested)
 
 
@@ -336,13 +345,11 @@ def _warn_random_fallback(name: str, seed: int, error: Exception) -> None:
     from paddle.vision.models.resnet import model_urls
 
     reason = " ".join(str(error).split()) or type(error).__name__
-    print(
+    logger.warning(
         f"WARNING: ImageNet weights for {name} could not be had ({reason}); features come from a "
         f"random initialisation (seed {seed}), so numbers are NOT comparable with papers. "
         f"Fix: download {model_urls[name][0]} and pass --weights PATH/TO/{name}.pdparams "
-        f"(or put it in {download.WEIGHTS_HOME})",
-        file=sys.stderr,
-        flush=True,
+        f"(or put it in {download.WEIGHTS_HOME})"
     )
 
 

@@ -11,15 +11,23 @@ from bench.features import MANIFEST, default_cache_dir
 
 
 def entries(cache_dir: Path) -> list[tuple[Path, dict]]:
-    """``(folder, manifest)`` of every entry; an unreadable manifest gives ``{}``."""
+    """``(folder, manifest)`` of every entry: a folder holding the cache's manifest file.
+
+    An unreadable manifest gives ``{}``; folders without one are not the cache's.
+    """
     found = []
-    for folder in sorted(p for p in Path(cache_dir).glob("*") if p.is_dir()):
+    for folder in sorted(p for p in Path(cache_dir).glob("*") if (p / MANIFEST).is_file()):
         try:
             manifest = json.loads((folder / MANIFEST).read_text())
         except (OSError, ValueError):
             manifest = {}
         found.append((folder, manifest))
     return found
+
+
+def strangers(cache_dir: Path) -> list[Path]:
+    """What lies in ``cache_dir`` that is not a cache entry: never listed as one, never deleted."""
+    return sorted(p for p in Path(cache_dir).glob("*") if not (p / MANIFEST).is_file())
 
 
 def folder_bytes(folder: Path) -> int:
@@ -43,7 +51,8 @@ def listing(cache_dir: Path) -> str:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="bench.py cache", description=__doc__)
     parser.add_argument("action", nargs="?", default="list", choices=["list", "clear"],
-                        help="list the entries (default) or delete them all")
+                        help="list the entries (default) or delete them all; only folders holding "
+                             f"the cache's {MANIFEST} are touched")
     parser.add_argument("--cache-dir", type=Path, default=None,
                         help="the feature cache (default: $PATCHBENCH_CACHE/features)")
     options = parser.parse_args(argv)
@@ -53,6 +62,10 @@ def main(argv: list[str]) -> int:
         for folder, _ in removed:
             shutil.rmtree(folder, ignore_errors=True)
         print(f"removed {len(removed)} entries from {cache_dir}")
-        return 0
-    print(listing(cache_dir))
+    else:
+        print(listing(cache_dir))
+    others = strangers(cache_dir)
+    if others:
+        print(f"left alone {len(others)} item(s) that are not feature cache entries (no {MANIFEST}): "
+              + ", ".join(p.name for p in others[:10]) + (", ..." if len(others) > 10 else ""))
     return 0

@@ -11,6 +11,11 @@ resize and crop. Layers are stored one file each, so a later run that needs
 another layer extracts only what is missing and keeps the rest. Every file is
 written atomically and the manifest records each layer's shape and CRC-32, so a
 truncated or corrupted entry is detected, reported and rebuilt.
+
+Nothing reaches the disk or a method unless it is what a correct extraction
+gives: one row per image, every value finite (the backbone leaves NaN where it
+wrote nothing). Methods get read-only arrays, because every method of the run
+shares them: a method that wrote into its input would change the next one's.
 """
 
 from __future__ import annotations
@@ -23,15 +28,18 @@ import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 
 import numpy as np
 
 from bench.atomic import write_atomic, write_text_atomic
+from bench.errors import PatchbenchError
 from bench.log import logger, progress
 from datasets import Sample, read_images
 from methods.base import FeatureSet
 
-FORMAT_VERSION = 1
+# 2: avgpool is always layer4's pool, and entries are checked before they are written.
+FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
 
 
@@ -103,6 +111,7 @@ class DiskEntry:
             shutil.rmtree(self.folder, ignore_errors=True)
             return {}
         found = {}
+        n_images = len(self.description["files"])
         for layer in layers:
             if layer not in stored:
                 continue
@@ -113,6 +122,9 @@ class DiskEntry:
                 array = np.load(path, allow_pickle=False)
                 if list(array.shape) != info["shape"]:
                     raise ValueError(f"shape {array.shape} instead of {info['shape']}")
+                problem = feature_problem(array, n_images)
+                if problem:
+                    raise ValueError(problem)
             except (OSError, ValueError) as exc:
                 logger.warning("warning: feature cache file %s is truncated or corrupted (%s); "
                                "extracting it again", path, exc)
@@ -127,6 +139,10 @@ class DiskEntry:
             manifest = self._manifest()
         except (OSError, ValueError):
             manifest = {"description": self.description, "layers": {}}
+        if not (self.folder / MANIFEST).exists():
+            # The manifest marks the folder as the cache's (``cache clear`` deletes nothing else),
+            # so it is there before any layer file, even if this store is interrupted.
+            write_text_atomic(self.folder / MANIFEST, json.dumps(manifest, indent=1))
         for layer, array in arrays.items():
             path = write_atomic(self.folder / f"{layer}.npy",
                                 lambda tmp, a=array: _save_npy(tmp, a))
@@ -134,6 +150,23 @@ class DiskEntry:
                                          "dtype": str(array.dtype), "bytes": path.stat().st_size,
                                          "crc32": file_crc32(path)}
         write_text_atomic(self.folder / MANIFEST, json.dumps(manifest, indent=1))
+
+
+def feature_problem(array: np.ndarray, n_images: int) -> str | None:
+    """Why ``array`` cannot be one layer's features of ``n_images`` images, or None if it can."""
+    if array.ndim < 2 or len(array) != n_images:
+        return f"shape {array.shape}, not one row per image ({n_images})"
+    if not np.isfinite(array).all():
+        bad = int((~np.isfinite(array.reshape(len(array), -1))).any(axis=1).sum())
+        return f"{bad} of {n_images} images have NaN or infinite values"
+    return None
+
+
+def read_only(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The same arrays, marked read-only, so a method cannot change what the next one gets."""
+    for array in arrays.values():
+        array.setflags(write=False)
+    return arrays
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
@@ -168,32 +201,28 @@ class FeatureCache:
         for key in [k for k in self._entries if k[0] == category]:
             del self._entries[key]
 
-    def _stored_name(self, layer: str) -> str:
-        """``avgpool`` pools the deepest stage extracted with it, so its stored name says which."""
-        if layer != "avgpool":
-            return layer
-        stages = [name for name in self.layers if name != "avgpool"]
-        return f"avgpool-{max(stages)}" if stages else "avgpool"
-
     def _load_or_extract(self, category: str, split: str, samples: list[Sample]) -> Extraction:
         start = time.perf_counter()
-        names = {self._stored_name(layer): layer for layer in self.layers}
         entry, found = None, {}
         if self.cache_dir is not None:
             description = describe(samples, category, split, self.backbone, self.resize, self.crop)
             entry = DiskEntry(self.cache_dir / entry_key(description), description)
-            found = entry.load(tuple(names))
-        missing = tuple(layer for name, layer in names.items() if name not in found)
+            found = entry.load(self.layers)
+        missing = tuple(layer for layer in self.layers if layer not in found)
         if missing:
-            if "avgpool" in missing:  # it pools the deepest stage, which the same forward pass yields
-                missing = self.layers
             extracted = self._extract(samples, missing, f"{category}/{split}")
-            extracted = {self._stored_name(layer): array for layer, array in extracted.items()}
+            for layer, array in extracted.items():
+                problem = feature_problem(array, len(samples))
+                if problem:
+                    raise PatchbenchError(
+                        f"the {self.backbone.name} backbone gave unusable {layer} features for {category}/{split} "
+                        f"({problem}); nothing was cached. Check the weights (--weights) and --batch-size"
+                    )
             if entry is not None:
                 entry.store(extracted)
             found.update(extracted)
-        features = FeatureSet({layer: found[name] for name, layer in names.items()},
-                              image_size=(self.crop, self.crop))
+        layers = MappingProxyType(read_only({layer: found[layer] for layer in self.layers}))
+        features = FeatureSet(layers, image_size=(self.crop, self.crop))
         return Extraction(features, time.perf_counter() - start, from_cache=not missing)
 
     def _extract(self, samples: list[Sample], layers: tuple[str, ...], what: str) -> dict[str, np.ndarray]:

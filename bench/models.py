@@ -1,6 +1,6 @@
 """Fitted models on disk: save a fitted method, load it back, refuse features it was not fitted on.
 
-Format (``FORMAT_VERSION`` 1): a model is a folder holding two files::
+Format (``FORMAT_VERSION`` 2): a model is a folder holding two files::
 
     <model>/header.json   UTF-8 JSON object, the settings and versions (below)
     <model>/arrays.npz    np.savez archive (uncompressed) of the fitted arrays,
@@ -10,7 +10,8 @@ Format (``FORMAT_VERSION`` 1): a model is a folder holding two files::
 
 Nothing is pickled. ``header.json`` keys:
 
-- ``format``: ``"patchbench-model"``; ``format_version``: ``1``
+- ``format``: ``"patchbench-model"``; ``format_version``: ``2`` (version 1
+  pooled ``avgpool`` from the deepest stage extracted, not always layer4)
 - ``method``: the registered method name (``"patchcore"``); ``class``: its
   class as ``"module:qualname"`` (tells which plugin to load)
 - ``params``: the hyper-parameters, one per ``__init__`` argument, by name
@@ -21,9 +22,7 @@ Nothing is pickled. ``header.json`` keys:
 - ``backbone`` (``"resnet18"``), ``weights_id`` (``Backbone.weights_id``:
   ``"imagenet"``, ``"random-seed<N>"``, ``"file-<sha256[:16]>"``),
   ``weights_used`` (``Backbone.weights_used``)
-- ``layers``: the layers the features were extracted with (``avgpool``
-  pools the deepest of them, so this is the extraction's set, which may be
-  more than the method reads)
+- ``layers``: the layers the method reads, the ones ``predict`` extracts
 - ``resize``, ``crop``: the image geometry; ``image_size``: ``[crop, crop]``,
   the size anomaly maps come out at
 - ``category``: the category the model was fitted on, or null
@@ -44,7 +43,6 @@ removed); a folder that is not a model is never overwritten.
 from __future__ import annotations
 
 import datetime as _dt
-import inspect
 import json
 import os
 import re
@@ -60,7 +58,7 @@ from bench.versions import versions
 from methods.base import AnomalyMethod
 
 FORMAT = "patchbench-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 HEADER = "header.json"
 ARRAYS = "arrays.npz"
 TUPLE_TAG = "__tuple__"
@@ -95,8 +93,8 @@ def save_model(
     """Write the fitted ``method`` as a model folder at ``path``; returns ``path``.
 
     ``backbone``, ``weights_id``, ``weights_used``: the ``Backbone``'s name and
-    attributes; ``layers``: the layers its features were extracted with (all of
-    them, not only the method's: ``avgpool`` depends on the deepest).
+    attributes; ``layers``: the layers its features were extracted with (at
+    least the method's own).
     """
     path = Path(path)
     layers = tuple(layers)
@@ -158,19 +156,13 @@ def class_path(cls: type) -> str:
 
 
 def hyper_parameters(method: AnomalyMethod, path: Path) -> dict[str, Any]:
-    """``__init__`` arguments by name, read from the same-named attributes (the sklearn convention)."""
-    params = {}
-    signature = inspect.signature(type(method).__init__)
-    for name, parameter in list(signature.parameters.items())[1:]:  # [0] is self
-        if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
-            continue
-        if not hasattr(method, name):
-            raise PatchbenchError(
-                f"cannot save {method.name} to {path}: {class_path(type(method))} takes {name!r} in "
-                f"__init__ but keeps no attribute {name!r}; store each hyper-parameter under its own name"
-            )
-        params[name] = _json_or_refuse(getattr(method, name), f"hyper-parameter {name!r}", method, path)
-    return params
+    """``__init__`` arguments by name (``AnomalyMethod.get_params``), as JSON values."""
+    try:
+        params = method.get_params()
+    except AttributeError as error:
+        raise PatchbenchError(f"cannot save {method.name} to {path}: {error}") from None
+    return {name: _json_or_refuse(value, f"hyper-parameter {name!r}", method, path)
+            for name, value in params.items()}
 
 
 def fitted_values(method: AnomalyMethod, path: Path) -> dict[str, Any]:

@@ -27,14 +27,15 @@ def images(n, size=64, seed=0):
 
 
 def reference_features(net, x):
-    """Independent eager forward of a torchvision-style paddle ResNet: layer1..3 and pooled layer3."""
+    """Independent eager forward of a torchvision-style paddle ResNet: layer1..3 and pooled layer4."""
     net.eval()
     with paddle.no_grad():
         t = net.maxpool(net.relu(net.bn1(net.conv1(paddle.to_tensor(x)))))
         l1 = net.layer1(t)
         l2 = net.layer2(l1)
         l3 = net.layer3(l2)
-        return {"layer1": l1.numpy(), "layer2": l2.numpy(), "layer3": l3.numpy(), "avgpool": l3.mean([2, 3]).numpy()}
+        pooled = net.layer4(l3).mean([2, 3])
+        return {"layer1": l1.numpy(), "layer2": l2.numpy(), "layer3": l3.numpy(), "avgpool": pooled.numpy()}
 
 
 def assert_close(actual, expected):
@@ -77,8 +78,8 @@ def test_shapes_small_and_odd(r18, size):
     feats = r18.extract(x, ["avgpool", "layer2", "layer1"])
     assert list(feats) == ["layer1", "layer2", "avgpool"]  # shallow to deep
     for layer, value in feats.items():
-        assert value.shape == (2,) + feature_shape("resnet18", layer, size, "layer2")
-    assert feats["avgpool"].shape == (2, 128)  # pools the deepest stage requested
+        assert value.shape == (2,) + feature_shape("resnet18", layer, size)
+    assert feats["avgpool"].shape == (2, 512)  # layer4's pool, whatever else is requested
 
 
 def test_fast_path_equals_eager_with_partial_batch(r18):
@@ -91,12 +92,28 @@ def test_fast_path_equals_eager_with_partial_batch(r18):
         eager = r18.trunk(layers)(paddle.to_tensor(x))
     for layer, expected in zip(layers, eager):
         assert_close(feats[layer], expected.numpy())
-    np.testing.assert_allclose(feats["avgpool"], feats["layer3"].mean(axis=(2, 3)), rtol=RTOL, atol=1e-6)
+    layer4 = r18.extract(x, ["layer4"])["layer4"]
+    np.testing.assert_allclose(feats["avgpool"], layer4.mean(axis=(2, 3)), rtol=RTOL, atol=1e-6)
+
+
+def test_avgpool_is_layer4_pool_whatever_else_is_extracted(r18):
+    x = images(3)
+    alone = r18.extract(x, ["avgpool"])["avgpool"]
+    for others in (["layer1"], ["layer2", "layer3"], ["layer1", "layer4"]):
+        with_others = r18.extract(x, others + ["avgpool"])["avgpool"]
+        assert_close(with_others, alone)
+    assert alone.shape == (3, 512)
+
+
+@pytest.mark.parametrize("batch_size", [0, -3])
+def test_batch_size_below_one_is_refused(r18, batch_size):
+    with pytest.raises(ValueError, match="batch_size must be at least 1"):
+        r18.extract(images(2), ["layer1"], batch_size=batch_size)
 
 
 def test_empty_input(r18):
     feats = r18.extract(np.zeros((0, 3, 64, 64), np.float32), ["layer1", "avgpool"])
-    assert feats["layer1"].shape == (0, 64, 16, 16) and feats["avgpool"].shape == (0, 64)
+    assert feats["layer1"].shape == (0, 64, 16, 16) and feats["avgpool"].shape == (0, 512)
 
 
 def test_seeded_random_init_is_reproducible(r18):
@@ -224,7 +241,6 @@ def test_env_cache_dir(tmp_path, monkeypatch):
     [
         ({"name": "vgg16"}, ["layer1"], "unknown backbone"),
         ({}, ["layer9"], "unknown layer"),
-        ({}, ["avgpool"], "avgpool"),
         ({"device": "tpu"}, ["layer1"], "unknown device"),
     ],
 )
@@ -249,7 +265,7 @@ def test_wide_resnet50_2_tiny_input():
         "layer1": (3, 256, 8, 8),
         "layer2": (3, 512, 4, 4),
         "layer3": (3, 1024, 2, 2),
-        "avgpool": (3, 1024),
+        "avgpool": (3, 2048),
     }
     with paddle.no_grad():
         eager = model.trunk(layers)(paddle.to_tensor(x))

@@ -1,15 +1,20 @@
 """Features are extracted once per category and backbone, persist on disk, and survive corruption;
 one failing category does not sink a run, and --resume finishes it."""
 
+import json
 import shutil
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from bench.backbone import Backbone
 from bench.cli import main, parse
+from bench.features import DiskEntry
 from bench.plugins import available_methods
 from bench.runner import run
+from methods.base import AnomalyMethod, Prediction
+from methods.maps import anomaly_map
 
 SMALL = ["--resize", "72", "--crop", "64", "--weights", "random"]
 ACCURACY = ["image_auroc", "pixel_auroc", "pro", "image_ap", "pixel_ap"]
@@ -35,15 +40,43 @@ def backbone():
     return CountingBackbone()
 
 
-def bench_run(backbone, root, out, *extra, methods="patchcore,padim,spade", category="weave,chip"):
+def bench_run(backbone, root, out, *extra, methods="patchcore,padim,spade", category="weave,chip", extra_methods=()):
+    """A run of ``methods`` (by name) and ``extra_methods`` (classes, run first) through ``backbone``."""
     argv = ["--data-path", str(root), "--category", category, "--methods", methods,
             "--output", str(out), *SMALL, *extra]
     options, manager = parse(argv)
     options.argv = argv
     registered = available_methods(manager)
-    chosen = {name: registered[name] for name in methods.split(",")}
+    chosen = {cls.name: cls for cls in extra_methods}
+    chosen.update({name: registered[name] for name in methods.split(",")})
     backbone.calls.clear()
     return run(options, chosen, backbone, root)
+
+
+class InPlaceCentering(AnomalyMethod):
+    """A careless plugin: centres the shared layer2 features in place."""
+
+    name = "inplace"
+    layers = ("layer2",)
+
+    def fit(self, features):
+        features["layer2"] -= features["layer2"].mean(axis=0)
+        return self
+
+
+class Layer4Norm(AnomalyMethod):
+    """A plugin that reads layer4: its presence must not change what avgpool means for others."""
+
+    name = "layer4norm"
+    layers = ("layer4",)
+
+    def fit(self, features):
+        return self
+
+    def predict(self, features):
+        grid = np.sqrt((features["layer4"] ** 2).sum(axis=1))
+        maps = anomaly_map(grid, features.image_size)
+        return Prediction(scores=maps.reshape(len(maps), -1).max(axis=1), maps=maps)
 
 
 def test_three_methods_share_one_extraction_per_split(backbone, synthetic_root, tmp_path):
@@ -99,8 +132,84 @@ def test_cache_command_lists_and_clears(backbone, synthetic_root, tmp_path, caps
     assert main(["cache", "list", "--cache-dir", str(cache)]) == 0
     listing = capsys.readouterr().out
     assert listing.count("weave") == 2 and "2 entries" in listing and "layer2,layer3" in listing
+    # Not the cache's: a folder without a manifest and a loose file must survive "clear".
+    (cache / "holiday_photos").mkdir()
+    (cache / "holiday_photos" / "beach.png").write_bytes(b"not features")
+    (cache / "notes.txt").write_text("mine")
     assert main(["cache", "clear", "--cache-dir", str(cache)]) == 0
-    assert not any(p.is_dir() for p in cache.iterdir())
+    out = capsys.readouterr().out
+    assert "removed 2 entries" in out
+    assert "left alone 2 item(s)" in out and "holiday_photos" in out and "notes.txt" in out
+    assert sorted(p.name for p in cache.iterdir()) == ["holiday_photos", "notes.txt"]
+    assert (cache / "holiday_photos" / "beach.png").read_bytes() == b"not features"
+
+
+class PoisoningBackbone(CountingBackbone):
+    """Extracts correctly, then loses the last image, as a skipped batch would leave it (NaN)."""
+
+    def extract(self, images, layers, batch_size=8, progress=None):
+        features = super().extract(images, layers, batch_size=batch_size, progress=progress)
+        for array in features.values():
+            array[-1] = np.nan
+        return features
+
+
+def test_features_that_are_not_whole_are_never_cached(synthetic_root, tmp_path):
+    cache = tmp_path / "cache"
+    result = bench_run(PoisoningBackbone(), synthetic_root, tmp_path / "a", "--cache-dir", str(cache),
+                       methods="patchcore", category="weave")
+    (error,) = result.results["error"]
+    assert "unusable layer2 features for weave/train" in error and "nothing was cached" in error
+    assert not list(cache.glob("*/*.npy"))
+
+
+def test_batch_size_below_one_stops_before_the_cache_is_touched(synthetic_root, tmp_path, capsys):
+    cache = tmp_path / "cache"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--data-path", str(synthetic_root), "--category", "weave", "--methods", "patchcore",
+              "--output", str(tmp_path / "runs"), "--cache-dir", str(cache), "--batch-size", "-3", *SMALL])
+    assert exit_info.value.code == 2
+    assert not cache.exists() and not (tmp_path / "runs").exists()
+
+
+def test_cached_layer_with_nan_is_reported_and_extracted_again(backbone, synthetic_root, tmp_path, capsys):
+    cache = tmp_path / "cache"
+    first = bench_run(backbone, synthetic_root, tmp_path / "a", "--cache-dir", str(cache),
+                      methods="patchcore", category="weave")
+    # A poisoned entry whose checksums agree: only looking at the values can tell.
+    folder = sorted(cache.glob("*/layer2.npy"))[0].parent
+    manifest = json.loads((folder / "manifest.json").read_text())
+    poisoned = np.load(folder / "layer2.npy")
+    poisoned[:] = np.nan
+    DiskEntry(folder, manifest["description"]).store({"layer2": poisoned})
+    capsys.readouterr()
+    again = bench_run(backbone, synthetic_root, tmp_path / "b", "--cache-dir", str(cache),
+                      methods="patchcore", category="weave")
+    assert "NaN or infinite" in capsys.readouterr().err
+    assert len(backbone.calls) == 1
+    pd.testing.assert_frame_equal(first.results[ACCURACY], again.results[ACCURACY])
+
+
+def test_a_method_writing_into_shared_features_fails_alone(backbone, synthetic_root, tmp_path):
+    alone = bench_run(backbone, synthetic_root, tmp_path / "a", "--no-cache", methods="patchcore", category="weave")
+    both = bench_run(backbone, synthetic_root, tmp_path / "b", "--no-cache", methods="patchcore", category="weave",
+                     extra_methods=[InPlaceCentering])
+    rows = both.results.set_index("method")
+    assert "method 'inplace'" in rows.loc["inplace", "error"]
+    assert "wrote into its input features" in rows.loc["inplace", "error"]
+    assert pd.isna(rows.loc["patchcore"].get("error"))
+    np.testing.assert_allclose(rows.loc[["patchcore"], ACCURACY].to_numpy(float),
+                               alone.results[ACCURACY].to_numpy(float), atol=1e-9)
+
+
+def test_a_method_gets_the_same_features_whatever_else_runs(backbone, synthetic_root, tmp_path):
+    alone = bench_run(backbone, synthetic_root, tmp_path / "a", "--no-cache", methods="spade", category="chip")
+    both = bench_run(backbone, synthetic_root, tmp_path / "b", "--no-cache", methods="spade", category="chip",
+                     extra_methods=[Layer4Norm])
+    spade = both.results[both.results["method"] == "spade"]
+    # Another layer set traces another graph, whose kernels may round differently: hence a tolerance.
+    np.testing.assert_allclose(spade[ACCURACY].to_numpy(float), alone.results[ACCURACY].to_numpy(float),
+                               atol=1e-4)
 
 
 def test_failed_category_is_recorded_and_resume_finishes_the_run(category_copy, synthetic_root, tmp_path, capsys):

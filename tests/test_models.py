@@ -226,8 +226,8 @@ def edit_header(folder, **changes):
 
 def test_an_unknown_format_version_is_refused(saved):
     _, folder = saved
-    edit_header(folder, format_version=2)
-    with pytest.raises(PatchbenchError, match=rf"model {folder} has format version 2, but this patchbench reads version 1"):
+    edit_header(folder, format_version=1)
+    with pytest.raises(PatchbenchError, match=rf"model {folder} has format version 1, but this patchbench reads version 2"):
         load_model(folder, METHODS)
 
 
