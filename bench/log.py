@@ -2,12 +2,15 @@
 
 Messages go through the ``patchbench`` logger: the terminal gets warnings and
 errors always and the step-by-step lines unless ``--quiet``; the run folder's
-``run.log`` gets everything, tracebacks included. Progress bars (tqdm) show
-only on a terminal and never with ``--quiet``.
+``run.log`` gets everything, tracebacks included, and also what was said
+before the run folder existed (the weights fallback, building the synthetic
+set), kept until then. Progress bars (tqdm) show only on a terminal and never
+with ``--quiet``.
 """
 
 from __future__ import annotations
 
+import collections
 import logging
 import sys
 from pathlib import Path
@@ -28,6 +31,20 @@ class _TqdmSafeHandler(logging.StreamHandler):
             self.handleError(record)
 
 
+class _EarlyRecords(logging.Handler):
+    """Keeps the latest records said while no run log is attached, for the next run log."""
+
+    def __init__(self, capacity: int = 1000):
+        super().__init__(logging.DEBUG)
+        self.records: collections.deque[logging.LogRecord] = collections.deque(maxlen=capacity)
+
+    def emit(self, record):
+        self.records.append(record)
+
+
+_early = _EarlyRecords()
+
+
 def setup(quiet: bool = False) -> None:
     """Terminal output for this process: INFO and up, or WARNING and up when ``quiet``."""
     global _quiet
@@ -40,15 +57,30 @@ def setup(quiet: bool = False) -> None:
     handler.setLevel(logging.WARNING if quiet else logging.INFO)
     handler.setFormatter(logging.Formatter("%(message)s"))
     logger.addHandler(handler)
+    logger.addHandler(_early)  # adding a handler twice is a no-op
 
 
 def attach_run_log(run_dir: Path) -> logging.Handler:
-    """Append everything from now on to ``run_dir/run.log``; detach with ``logger.removeHandler``."""
+    """Append what was said since the last run log, and everything from now on, to ``run_dir/run.log``.
+
+    Detach with ``detach_run_log``.
+    """
     handler = logging.FileHandler(Path(run_dir) / "run.log", encoding="utf-8")
     handler.setLevel(logging.DEBUG)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    for record in _early.records:
+        handler.handle(record)
+    logger.removeHandler(_early)
     logger.addHandler(handler)
     return handler
+
+
+def detach_run_log(handler: logging.Handler) -> None:
+    """Stop writing to a run log; what is said next waits for the next one."""
+    logger.removeHandler(handler)
+    handler.close()
+    _early.records.clear()
+    logger.addHandler(_early)
 
 
 def progress(iterable=None, **kwargs) -> tqdm:

@@ -8,6 +8,7 @@ is recorded with its reason and the run goes on with the next.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import sys
@@ -22,7 +23,7 @@ import metrics
 from bench.atomic import write_atomic, write_text_atomic
 from bench.errors import PatchbenchError
 from bench.features import FeatureCache, default_cache_dir
-from bench.log import attach_run_log, logger, progress
+from bench.log import attach_run_log, detach_run_log, logger, progress
 from bench.models import save_model
 from bench.probes import measure
 from bench.versions import versions
@@ -91,10 +92,40 @@ def accuracy(method: str, labels: np.ndarray, masks: np.ndarray, prediction: Pre
 def run_method(cls: type[AnomalyMethod], options, train: FeatureSet, test: FeatureSet):
     """Fit and predict one method under the harness's probes."""
     method = cls.from_config(options)
-    _, fit_probe = measure(lambda: method.fit(train))
-    prediction, predict_probe = measure(lambda: method.predict(test))
+    with shared_features_guard(cls):
+        _, fit_probe = measure(lambda: method.fit(train))
+        prediction, predict_probe = measure(lambda: method.predict(test))
     check_prediction(cls.name, prediction, len(test), test.image_size)
     return method, prediction, fit_probe, predict_probe
+
+
+@contextlib.contextmanager
+def shared_features_guard(cls: type[AnomalyMethod]):
+    """Turn NumPy's bare "read-only" error into what the plugin author must change."""
+    try:
+        yield
+    except ValueError as exc:
+        if "read-only" not in str(exc):
+            raise
+        raise PatchbenchError(
+            f"method {cls.name!r} ({cls.__module__}) wrote into its input features, which every method of "
+            f"the run shares and which are read-only ({exc}); copy an array before changing it, "
+            "e.g. features['layer2'] - mean or features['layer2'].copy()"
+        ) from exc
+
+
+def method_settings(methods: dict[str, type[AnomalyMethod]], options) -> dict[str, str]:
+    """Each method's hyper-parameters as the run sets them, ``{"<name> settings": "a=1, b=2"}``,
+    for the run header (so results.md and ``compare`` show them)."""
+    settings = {}
+    for name, cls in methods.items():
+        try:
+            params = cls.from_config(options).get_params()
+            text = ", ".join(f"{key}={value}" for key, value in params.items()) or "(none)"
+        except Exception as exc:  # noqa: BLE001 - a plugin's bad constructor fails its rows, not the run
+            text = f"(not recorded: {type(exc).__name__}: {exc})"
+        settings[f"{name} settings"] = text
+    return settings
 
 
 class RunFolder:
@@ -161,6 +192,7 @@ def run(options, methods: dict[str, type[AnomalyMethod]], backbone, data_root: P
         "seed": options.seed,
         "PRO FPR limit": options.pro_fpr_limit,
         "device": backbone.device,
+        **method_settings(methods, options),
     }
     if folder is None:
         folder = RunFolder.create(Path(options.output),
@@ -170,8 +202,7 @@ def run(options, methods: dict[str, type[AnomalyMethod]], backbone, data_root: P
     try:
         return _run(options, methods, backbone, data_root, categories, folder, out)
     finally:
-        logger.removeHandler(log_handler)
-        log_handler.close()
+        detach_run_log(log_handler)
 
 
 def _run(options, methods, backbone, data_root, categories, folder, out) -> RunResult:
@@ -257,7 +288,7 @@ def run_category(category, methods, options, backbone, cache, data_root, folder,
             if options.save_models:
                 save_model(method, folder.path / "models" / category / name, backbone=backbone.name,
                            weights_id=backbone.weights_id, weights_used=backbone.weights_used,
-                           resize=options.resize, crop=options.crop, layers=cache.layers, category=category)
+                           resize=options.resize, crop=options.crop, layers=cls.layers, category=category)
         except Exception as exc:  # noqa: BLE001 - one method must not sink the others
             rows.append(failed(name, failure_reason(exc, f"{name} on {category!r}")))
             folder.write(rows)

@@ -7,6 +7,7 @@ A method is a class shaped like a scikit-learn estimator: hyper-parameters in
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import ClassVar, Mapping
 
@@ -60,6 +61,24 @@ class AnomalyMethod:
 
     def predict(self, features: FeatureSet) -> Prediction:
         raise NotImplementedError
+
+    def get_params(self) -> dict:
+        """Hyper-parameters by name: each ``__init__`` argument, read from the attribute of that name.
+
+        The scikit-learn convention; run headers and saved models rely on it.
+        Raises ``AttributeError`` naming the argument a subclass does not keep.
+        """
+        params = {}
+        for name, parameter in list(inspect.signature(type(self).__init__).parameters.items())[1:]:
+            if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
+                continue
+            if not hasattr(self, name):
+                raise AttributeError(
+                    f"{type(self).__module__}.{type(self).__qualname__} takes {name!r} in __init__ but keeps "
+                    f"no attribute {name!r}; store each hyper-parameter under its own name"
+                )
+            params[name] = getattr(self, name)
+        return params
 
     def fitted_state(self) -> dict[str, np.ndarray]:
         """Fitted arrays by name: every public attribute ending in ``_`` that is an array."""

@@ -135,3 +135,38 @@ def test_bench_py_help_and_exit_status_from_a_shell(tmp_path):
     done = subprocess.run([sys.executable, str(REPO / "bench.py"), "--methods", "nosuch"],
                           capture_output=True, text=True)
     assert done.returncode == 2 and "nosuch" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_weights_fallback_warning_is_in_run_log(synthetic_root, tmp_path, monkeypatch, capsys):
+    import bench.backbone
+
+    def offline(name):
+        raise OSError("cannot reach the weights host: no network")
+
+    monkeypatch.setattr(bench.backbone, "_imagenet_file", offline)
+    argv = ["--data-path", str(synthetic_root), "--category", "weave", "--methods", "patchcore",
+            "--output", str(tmp_path), "--no-cache", "--quiet", "--resize", "72", "--crop", "64"]
+    assert main(argv) == 0
+    warning = "ImageNet weights for resnet18 could not be had (cannot reach the weights host: no network)"
+    assert warning in capsys.readouterr().err
+    assert warning in (run_dir(tmp_path) / "run.log").read_text()
+    assert "weights: random" in (run_dir(tmp_path) / "results.md").read_text()
+
+
+def test_method_settings_are_recorded_and_compare_lists_each_difference(synthetic_root, tmp_path, capsys):
+    args = ["--data-path", str(synthetic_root), "--category", "granite", "--methods", "patchcore,spade",
+            "--no-cache", "--quiet", *SMALL]
+    assert main([*args, "--output", str(tmp_path / "a")]) == 0
+    assert main([*args, "--output", str(tmp_path / "b"), "--coreset-ratio", "0.25", "--spade-top-k", "5"]) == 0
+    a, b = run_dir(tmp_path / "a"), run_dir(tmp_path / "b")
+    header = (a / "results.md").read_text().split("###")[0]
+    assert "- patchcore settings: coreset_ratio=0.1, num_neighbors=9, projection_dim=128, seed=0" in header
+    assert "- spade settings: top_k=50" in header
+    capsys.readouterr()
+    assert main(["compare", str(a), str(b)]) == 0
+    out = capsys.readouterr().out
+    assert "Same settings" not in out
+    changed = [line for line in out.splitlines() if "settings" in line and "|" in line]
+    assert len(changed) == 2, out
+    assert any("coreset_ratio=0.1" in line and "coreset_ratio=0.25" in line for line in changed)
+    assert any("top_k=50" in line and "top_k=5," in line for line in changed)
