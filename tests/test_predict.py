@@ -59,6 +59,22 @@ def read_scores(folder):
         return list(csv.DictReader(f))
 
 
+FLOAT_COLUMNS = ("score", "map_max")
+
+
+def assert_same_rows(a: list[dict], b: list[dict]) -> None:
+    """Rows of two ``scores.csv`` of the same images scored in other batches: the same but for rounding.
+
+    Another batch shape changes oneDNN's summation order (on AMD: 11.058747291564941
+    against 11.058743476867676), so the floats agree to a tolerance; the other
+    columns exactly.
+    """
+    assert [{k: v for k, v in row.items() if k not in FLOAT_COLUMNS} for row in a] == \
+           [{k: v for k, v in row.items() if k not in FLOAT_COLUMNS} for row in b]
+    for key in FLOAT_COLUMNS:
+        np.testing.assert_allclose([float(row[key]) for row in b], [float(row[key]) for row in a], rtol=1e-5)
+
+
 def test_scores_equal_the_method_and_an_overlay_is_drawn(synthetic_root, backbone, fitted, tmp_path, capsys):
     method, folder = fitted
     image = image_of(synthetic_root)
@@ -88,7 +104,7 @@ def test_many_images_in_steps_score_as_one_batch(synthetic_root, fitted, tmp_pat
     assert main(["predict", *map(str, images), "--model", str(folder), "--output", str(tmp_path / "b")]) == 0
 
     a, b = read_scores(tmp_path / "a"), read_scores(tmp_path / "b")
-    assert a == b
+    assert_same_rows(a, b)
     # Same stems in different folders: the folder tells the overlays apart.
     assert [row["overlay"] for row in a] == [f"{d}_{i:03d}_overlay.png" for d in ("good", "hole", "stain") for i in (0, 1)]
     assert all((tmp_path / "a" / row["overlay"]).is_file() for row in a)
