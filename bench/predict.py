@@ -5,14 +5,21 @@ model's header (see ``bench.models``), so the features are the ones the model
 was fitted on; ``--weights`` only says where to find weights the model names
 but cannot rebuild by itself (a file, or ImageNet weights on an offline machine).
 
-Per image, in the output folder:
+Per image, in the output folder (``--output``, default ``predictions/`` in the
+current folder, which the repository's ``.gitignore`` leaves out):
 
 - a row of ``scores.csv`` (``image,score,map_max,overlay``; scores in full
   precision) and a line ``image  score`` on the terminal;
-- ``<name>_overlay.png``: the image as the network saw it (resized, center
-  cropped, ``crop x crop``) under its anomaly map in the ``jet`` colormap at
-  alpha 0.5. ``<name>`` is the image's stem, prefixed by as many parent folder
-  names as tell apart images of the same stem (``good_000``, ``crack_000``).
+- ``<parent>_<stem>_overlay.png``: the image as the network saw it (resized,
+  center cropped, ``crop x crop``) under its anomaly map in the ``jet``
+  colormap at alpha 0.5. ``<parent>`` is the image's folder, always:
+  ``stain/001.png`` gives ``stain_001_overlay.png`` whatever else the call
+  holds. Only images that would still share a name get more parent folders in
+  front, one at a time until the names differ (``a/good/000.png`` and
+  ``b/good/000.png`` give ``a_good_000_overlay.png`` and
+  ``b_good_000_overlay.png``); images no folder tells apart (``x/a.png`` and
+  ``x/a.jpg``) are numbered in path order (``x_a-1_overlay.png``,
+  ``x_a-2_overlay.png``). ``output_names`` is the rule.
 
 All overlays of one call share one colour scale, blue at the lowest and red at
 the highest map value over the images of the call, so colours compare between
@@ -52,7 +59,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--model", type=Path, required=True,
                    help="a saved model folder (a run with --save-models writes <run>/models/<category>/<method>)")
     p.add_argument("--output", type=Path, default=Path("predictions"),
-                   help="folder for scores.csv and the overlays (default: ./predictions)")
+                   help="folder for scores.csv and the overlays (default: ./predictions, git-ignored)")
     p.add_argument("--weights", default=None,
                    help="where the model's backbone weights are: needed for a model fitted with a weights "
                         "file (its path; the sha256 is checked), or the path of Paddle's ImageNet .pdparams "
@@ -193,37 +200,54 @@ def predict_images(method, backbone, header: dict, paths: list[Path], batch_size
 def output_names(paths: list[Path]) -> list[str]:
     """One file-name stem per image: the same for the same file, different for different files.
 
-    The stem, prefixed by as few parent folder names as tell apart the files
-    that share it; numbered when even the full path does not (``a.png``, ``a.jpg``).
+    ``<parent>_<stem>`` (``stain/001.png`` -> ``stain_001``), whatever else the
+    call holds, so a name can be told from the path alone. Only where two
+    different files would get the same name do those files get one more parent
+    folder in front, then another, until the names differ
+    (``a/good/000.png``, ``b/good/000.png`` -> ``a_good_000``, ``b_good_000``).
+    Files no folder tells apart (``x/a.png``, ``x/a.jpg``) are numbered in path
+    order: ``x_a-1``, ``x_a-2``.
     """
     resolved = [Path(p).resolve() for p in paths]
-    by_stem: dict[str, set[Path]] = defaultdict(set)
-    for path in resolved:
-        by_stem[path.stem].add(path)
-    chosen: dict[Path, str] = {}
-    for members in by_stem.values():
-        members = sorted(members)
-        for depth in range(max(len(p.parts) for p in members)):
-            names = [prefixed_stem(p, depth) for p in members]
-            if len(set(names)) == len(names):
-                break
-        else:
-            names = [f"{p.stem}-{i}" for i, p in enumerate(members)]
-        chosen.update(zip(members, names))
-    # A prefixed name may still equal another file's plain stem (good_000 vs good/000): number those.
-    taken: set[str] = set()
-    for path in sorted(chosen):
-        name, number = chosen[path], 1
-        while name in taken:
-            name, number = f"{chosen[path]}-{number}", number + 1
-        chosen[path] = name
-        taken.add(name)
+    unique = sorted(set(resolved))
+    depth = dict.fromkeys(unique, 1)
+    while True:
+        deeper = [p for group in clashes({p: prefixed_stem(p, depth[p]) for p in unique})
+                  if len({q.parent for q in group}) > 1  # another folder can still tell them apart
+                  for p in group if depth[p] < len(p.parent.parts) - 1]
+        if not deeper:
+            break
+        for path in deeper:
+            depth[path] += 1
+    chosen = {p: prefixed_stem(p, depth[p]) for p in unique}
+    taken = set(chosen.values())
+    for group in clashes(chosen):
+        for path in group:
+            chosen[path] = numbered(chosen[path], taken)
     return [chosen[p] for p in resolved]
 
 
+def clashes(names: dict[Path, str]) -> list[list[Path]]:
+    """The groups of paths (each in path order) that share a name."""
+    by_name: dict[str, list[Path]] = defaultdict(list)
+    for path in sorted(names):
+        by_name[names[path]].append(path)
+    return [group for group in by_name.values() if len(group) > 1]
+
+
+def numbered(name: str, taken: set[str]) -> str:
+    """``name-1``, or the next number not in ``taken`` (another file may be called ``a-1``); added to it."""
+    number = 1
+    while f"{name}-{number}" in taken:
+        number += 1
+    taken.add(f"{name}-{number}")
+    return f"{name}-{number}"
+
+
 def prefixed_stem(path: Path, depth: int) -> str:
+    """The stem after the names of its ``depth`` nearest parent folders, joined by ``_``."""
     parents = path.parent.parts[1:]  # not the root "/"
-    return "_".join([*parents[max(0, len(parents) - depth) :], path.stem] if depth else [path.stem])
+    return "_".join([*parents[max(0, len(parents) - depth):], path.stem])
 
 
 def overlay(rgb: np.ndarray, anomaly_map: np.ndarray, low: float, high: float) -> np.ndarray:

@@ -3,6 +3,7 @@
 import csv
 import hashlib
 import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -85,15 +86,15 @@ def test_scores_equal_the_method_and_an_overlay_is_drawn(synthetic_root, backbon
     (row,) = read_scores(out)
     assert row["image"] == str(image)
     assert float(row["score"]) == expected
-    assert row["overlay"] == "000_overlay.png"  # <stem>_overlay.png when no other image shares the stem
+    assert row["overlay"] == "hole_000_overlay.png"  # <parent>_<stem>_overlay.png, even for a lone image
     assert f"{expected:.6g}" in [line.split()[-1] for line in capsys.readouterr().out.splitlines()
                                  if line.startswith(str(image))]
-    with Image.open(out / "000_overlay.png") as png:
+    with Image.open(out / "hole_000_overlay.png") as png:
         assert png.format == "PNG" and png.size == (CROP, CROP) and png.mode == "RGB"
         overlay = np.asarray(png)
     plain = np.asarray(predict.network_view(image, RESIZE, CROP))
     assert np.abs(overlay.astype(int) - plain).mean() > 10  # the heat map is on top
-    assert sorted(p.name for p in out.iterdir()) == ["000_overlay.png", "scores.csv"]
+    assert sorted(p.name for p in out.iterdir()) == ["hole_000_overlay.png", "scores.csv"]
 
 
 def test_many_images_in_steps_score_as_one_batch(synthetic_root, fitted, tmp_path, monkeypatch):
@@ -230,6 +231,28 @@ def test_output_names_tell_images_apart():
                                   Path("/d/x/a.png"), Path("/d/x/a.jpg"), Path("/e/good_000.png"),
                                   Path("/f/b.png")])
     assert names[:3] == ["good_000", "crack_000", "good_000"]
-    assert sorted(names[3:5]) == ["a-0", "a-1"]  # same folder and stem: numbered
-    assert names[5] != "good_000" and names[5].startswith("good_000")
-    assert names[6] == "b"
+    assert names[3:5] == ["x_a-2", "x_a-1"]  # same folder and stem: numbered in path order (a.jpg first)
+    assert names[5] == "e_good_000"         # its own folder, as every image: no clash with good/000.png
+    assert names[6] == "f_b"
+
+
+def test_output_names_always_name_the_folder():
+    # The issue: stain/001.png was "001" when no other image of the call had stem 001.
+    assert predict.output_names([Path("/d/good/000.png"), Path("/d/hole/000.png"), Path("/d/stain/001.png")]) \
+        == ["good_000", "hole_000", "stain_001"]
+    assert predict.output_names([Path("/d/stain/001.png")]) == ["stain_001"]
+    # More folders only where one is not enough, and only for the images that need them.
+    assert predict.output_names([Path("/p/good/000.png"), Path("/q/good/000.png"), Path("/q/stain/001.png")]) \
+        == ["p_good_000", "q_good_000", "stain_001"]
+    # Two names that read the same from different folders, with no folder left: numbered, never equal.
+    names = predict.output_names([Path("/a_b/c.png"), Path("/a/b_c.png"), Path("/z/a_b_c-1.png")])
+    assert len(set(names)) == 3 and names[2] == "z_a_b_c-1"
+
+
+def test_default_output_folder_is_git_ignored():
+    root = Path(__file__).resolve().parents[1]
+    if shutil.which("git") is None or not (root / ".git").exists():
+        pytest.skip("not a git checkout")
+    ignored = subprocess.run(["git", "check-ignore", "-q", "predictions/scores.csv"], cwd=root)
+    assert ignored.returncode == 0, "predict's default output folder predictions/ is not in .gitignore"
+    assert predict.parser().get_default("output") == Path("predictions")
