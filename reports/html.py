@@ -224,8 +224,9 @@ def category_html(run_dir: Path, results: pd.DataFrame, settings: dict, category
         return figure_html(figures.examples_png(examples, category), f"Example test images, {category}",
                            "Worst-scored defects (lowest mean rank of score across methods), then the "
                            "highest-scored good images. Maps share one colour scale per method over the "
-                           "category (the colour bar under the method's maps); masks are map > the method's pixel F1-max threshold, ground truth "
-                           "outlined in red; 'flagged' means score ≥ the image F1-max threshold.",
+                           "category (the colour bar under the method's maps); masks are map > the method's "
+                           "pixel F1-max threshold, ground truth outlined in red; 'flagged' means score ≥ the "
+                           "image F1-max threshold.",
                            kind="examples")
 
     return "\n".join([title, guarded(f"ROC/PRO curves of {category}", draw_curves),
@@ -279,7 +280,8 @@ def build_report(run_dir: Path) -> str:
         settings_html(settings, run_dir),
         '<h2 id="tables">Tables</h2>',
         '<p class="note">Categories as rows, methods as columns; the best value of each row is in bold on green '
-        "(nothing is when all values of the row read the same). The mean row is empty for a method with a failed category.</p>",
+        "(nothing is when all values of the row read the same). The mean row is empty for a method with a "
+        "failed category.</p>",
         tables_html(results, columns),
         '<h2 id="figures">Figures</h2>',
         '<h3 id="figure-bars">Accuracy per category</h3>',
