@@ -24,6 +24,7 @@ import numpy as np
 
 # resnet18 channels of layer1..layer3 and the grid each has at 224 x 224.
 RESNET18 = {"layer1": (64, 56), "layer2": (128, 28), "layer3": (256, 14)}
+RESNET18_POOLED = 512  # avgpool pools layer4
 
 
 @dataclass(frozen=True)
@@ -91,14 +92,14 @@ def gaussian_features(n: int, dim: int = 384, seed: int = 0) -> np.ndarray:
 
 
 def resnet18_features(n: int, sizes: Sizes, layers, seed: int):
-    """A ``FeatureSet`` of ``n`` images with resnet18's layer shapes (and ``avgpool`` ``[n, 256]``)."""
+    """A ``FeatureSet`` of ``n`` images with resnet18's layer shapes (and ``avgpool`` ``[n, 512]``)."""
     from methods.base import FeatureSet
 
     rng = np.random.default_rng(seed)
     out = {}
     for name in layers:
         if name == "avgpool":
-            out[name] = np.abs(rng.standard_normal((n, RESNET18["layer3"][0]), dtype=np.float32))
+            out[name] = np.abs(rng.standard_normal((n, RESNET18_POOLED), dtype=np.float32))
             continue
         channels, side = sizes.grid[name]
         out[name] = np.abs(rng.standard_normal((n, channels, side, side), dtype=np.float32))

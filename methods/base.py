@@ -18,9 +18,11 @@ import numpy as np
 class FeatureSet:
     """Backbone features of one split of one category.
 
-    ``layers`` maps a layer name (``layer1``..``layer3``: ``[N, C, h, w]``;
-    ``avgpool``: ``[N, C]``) to a float32 array. ``image_size`` is the
-    ``(H, W)`` of the network input, the size anomaly maps are returned at.
+    ``layers`` maps a layer name (``layer1``..``layer4``: ``[N, C, h, w]``;
+    ``avgpool``: ``[N, C4]``, the global average pool of layer4) to a float32
+    array. ``image_size`` is the ``(H, W)`` of the network input, the size
+    anomaly maps are returned at. In a run the arrays are read-only: every
+    method of the run is handed the same ones.
     """
 
     layers: Mapping[str, np.ndarray]

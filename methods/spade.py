@@ -2,8 +2,9 @@
 Correspondences", 2020).
 
 1. Feature extraction: an ImageNet-pretrained ResNet gives, per image, its
-   globally average-pooled feature vector and its feature pyramid (the
-   activation maps of layer1, layer2 and layer3).
+   globally average-pooled feature vector (after layer4, the network's own
+   pool) and its feature pyramid (the activation maps of layer1, layer2 and
+   layer3).
 2. K nearest normal images: the image anomaly score of a test image is the
    mean distance of its pooled feature to those of its K nearest training
    images (K = 50 in the paper; Euclidean distances, as the authors' reference

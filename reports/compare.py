@@ -140,7 +140,8 @@ def settings_markdown(a: dict, b: dict) -> str:
     changed = [(k, a["header"].get(k, "–"), b["header"].get(k, "–")) for k in keys
                if a["header"].get(k) != b["header"].get(k)]
     if not changed:
-        return "Same settings (data, categories, backbone, weights, image, seed, PRO FPR limit).\n"
+        return ("Same settings (data, categories, backbone, weights, image, seed, PRO FPR limit and "
+                "each method's hyper-parameters).\n")
     table = pd.DataFrame(changed, columns=["setting", "A", "B"]).astype(str)
     return table.to_markdown(index=False, disable_numparse=True) + "\n"
 

@@ -3,7 +3,7 @@
 Plain ``pytest`` runs each once, untimed (``--benchmark-disable`` in pyproject), so
 they are also smoke tests: each asserts on its result. Sizes are fixed and
 realistic: resnet18 at 224 x 224 (layer1 [N, 64, 56, 56], layer2 [N, 128, 28, 28],
-layer3 [N, 256, 14, 14], avgpool [N, 256]), 40 training images, predict on a
+layer3 [N, 256, 14, 14], avgpool [N, 512]), 40 training images, predict on a
 batch of 4. Inputs are seeded, so every commit times the same work.
 """
 
@@ -85,5 +85,5 @@ def test_feature_extraction(benchmark):
     layers = ("layer1", "layer2", "layer3", "avgpool")
     net.extract(images, layers, 8)  # traces the model once: not what is tracked
     features = benchmark.pedantic(net.extract, args=(images, layers, 8), rounds=5)
-    assert features["layer3"].shape == (8, 256, 14, 14) and features["avgpool"].shape == (8, 256)
+    assert features["layer3"].shape == (8, 256, 14, 14) and features["avgpool"].shape == (8, 512)
     assert all(np.isfinite(f).all() for f in features.values())
