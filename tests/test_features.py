@@ -60,7 +60,8 @@ class InPlaceCentering(AnomalyMethod):
     layers = ("layer2",)
 
     def fit(self, features):
-        features["layer2"] -= features["layer2"].mean(axis=0)
+        layer2 = features["layer2"]
+        layer2 -= layer2.mean(axis=0)  # silently changes every later method's input, unless read-only
         return self
 
 
