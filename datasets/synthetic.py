@@ -21,7 +21,7 @@ from PIL import Image
 from datasets.synthetic_scenes import SCENES, Scene
 
 # Bump when the pictures change, so old caches are not reused (1 was development only).
-VERSION = 2
+VERSION = 3
 TRAIN_IMAGES = 24
 TEST_GOOD_IMAGES = 8
 IMAGES_PER_DEFECT = 5

@@ -1,11 +1,22 @@
 """The four synthetic categories: how a normal image looks and how each defect changes it.
 
 A renderer takes a seeded generator and a defect name (None for a good image)
-and returns ``(image, mask)``: image float32 in [0, 1], ``[S, S, 3]`` or ``[S, S]``
-for grey categories; mask bool ``[S, S]`` (None for good images).
+and returns ``(image, mask)``: image uint8 ``[S, S, 3]``, or ``[S, S]`` for
+grey categories; mask bool ``[S, S]`` (None for good images).
 
-Normal images vary (light, texture phase and orientation, object pose) and
-defects are small and low in contrast, so that detectors do not all score 1.0.
+The scenes are what an inspection station sees: a fixed camera and lamp, parts
+in a jig or nest. Normal images vary in texture phase, pose and a little in
+light, as much as such a station lets them; defects vary in kind, size (log-
+uniform: most are small) and contrast, from plain to subtle, so that a working
+detector scores well above chance on every category but not 1.0 on all.
+
+The budget of normal variation is set by what the features see, and
+randomly initialised backbones (the case without network) are very sensitive
+to brightness: on mid grey, lifting the whole image by 1 % moves a resnet18
+layer2 feature as far as a dark stain 16 px across and 10 % deep does. So the
+global light varies by about 1 %, per-image texture noise stays low next to
+the defects, and sizes and contrasts were tuned with the real pipeline and
+random weights (PatchCore, PaDiM and SPADE).
 """
 
 from __future__ import annotations
@@ -20,6 +31,9 @@ from datasets import draw
 from datasets.draw import SIZE
 
 Rendered = tuple[np.ndarray, "np.ndarray | None"]
+LENS_BLUR = 0.8  # px, standard deviation of the camera's point spread
+# The lamp's light field: (tilt across the image, slow blotches), as fractions.
+LIGHT = (0.01, 0.005)
 
 
 @dataclass(frozen=True)
@@ -48,9 +62,20 @@ def _streams(rng: np.random.Generator) -> tuple[np.random.Generator, np.random.G
 
 
 def _sensor(rng: np.random.Generator, image: np.ndarray, sigma: float) -> np.ndarray:
-    """Camera noise, ``sigma`` in [0, 1] units; one field for all channels (luma noise)."""
+    """What the camera adds: lens blur, then noise of ``sigma`` in [0, 1] units.
+
+    The blur (a point spread of about a pixel) softens edges the way a lens
+    does, so a part lying a fraction of a pixel off does not change every edge
+    pixel. The noise is one field for all channels (luma noise).
+    """
+    image = gaussian_filter(image, (LENS_BLUR, LENS_BLUR, 0)[: image.ndim])
     noise = np.float32(sigma) * rng.standard_normal((SIZE, SIZE), dtype=np.float32)
     return image + (noise[..., None] if image.ndim == 3 else noise)
+
+
+def _size(rng: np.random.Generator, low: float, high: float) -> float:
+    """A defect size in px, log-uniform: small flaws are common, large ones rare."""
+    return float(np.exp(rng.uniform(np.log(low), np.log(high))))
 
 
 def _inside_point(rng: np.random.Generator, margin: float) -> np.ndarray:
@@ -66,45 +91,50 @@ def render_weave(rng: np.random.Generator, defect: str | None) -> Rendered:
     """Plain-weave fabric: threads over/under in a checkerboard, slightly warped."""
     _check(defect, WEAVE_DEFECTS)
     rng, flaw = _streams(rng)
-    period = rng.uniform(13.0, 16.0)
-    u, v = draw.local_frame(rng.uniform(0, SIZE, 2), rng.normal(0, np.deg2rad(3)))
+    period = 14.5 * rng.uniform(0.99, 1.01)
+    u, v = draw.local_frame(rng.uniform(0, SIZE, 2), rng.normal(0, np.deg2rad(0.7)))
     u = u + 1.5 * draw.smooth_noise(rng, 48)
     v = v + 1.5 * draw.smooth_noise(rng, 48)
     cell_u, cell_v = np.floor(u / period), np.floor(v / period)
     fu, fv = u / period - cell_u, v / period - cell_v
     warp_on_top = (cell_u + cell_v) % 2 == 0
 
+    # Each thread is bright along its middle and dips where it goes under.
+    warp = np.sin(np.pi * fu) ** 0.7 * (0.72 + 0.28 * np.sin(np.pi * fv))
+    weft = np.sin(np.pi * fv) ** 0.7 * (0.72 + 0.28 * np.sin(np.pi * fu))
+    shade = np.where(warp_on_top, warp, weft)
+
     mask = None
     if defect == "misweave":
-        # A few cells where the threads cross the wrong way: a structural defect
-        # with the same colours as the fabric around it.
-        width, height = flaw.integers(1, 3), flaw.integers(1, 4)
-        col, row = _inside_point(flaw, 45).astype(int)
+        # A float: over a block of cells one set of threads missed the
+        # interlacing and runs straight on top, flat (no dips) and loose.
+        width, height = flaw.integers(1, 4), flaw.integers(2, 7)
+        if flaw.random() < 0.5:
+            width, height = height, width
+        col, row = _inside_point(flaw, 50).astype(int)
         corner_u, corner_v = cell_u[row, col], cell_v[row, col]
         mask = (
             (cell_u >= corner_u) & (cell_u < corner_u + width)
             & (cell_v >= corner_v) & (cell_v < corner_v + height)
         )
-        warp_on_top = warp_on_top ^ mask
-
-    # Each thread is bright along its middle and dips where it goes under.
-    warp = np.sin(np.pi * fu) ** 0.7 * (0.72 + 0.28 * np.sin(np.pi * fv))
-    weft = np.sin(np.pi * fv) ** 0.7 * (0.72 + 0.28 * np.sin(np.pi * fu))
-    shade = np.where(warp_on_top, warp, weft)
-    base = _rgb(0.78, 0.70, 0.55) * _jitter(rng, 0.02, 3) * rng.uniform(0.94, 1.06)
+        # Loose threads spread out and lie higher, closer to the light.
+        floating = np.sin(np.pi * (fu if height > width else fv)) ** 0.35
+        shade = np.where(mask, floating * flaw.uniform(1.05, 1.2), shade)
+        warp_on_top = warp_on_top | mask
+    base = _rgb(0.78, 0.70, 0.55) * _jitter(rng, 0.003, 3) * rng.uniform(0.995, 1.005)
     tint = np.where(warp_on_top, np.float32(1.0), np.float32(0.94))[..., None]
-    image = (0.35 + 0.6 * shade)[..., None] * tint * base
+    image = (0.65 + 0.3 * shade)[..., None] * tint * base
     image = image * (1 + 0.05 * draw.smooth_noise(rng, 2)[..., None])
-    image = image * draw.illumination(rng, 0.08, 0.03)[..., None]
+    image = image * draw.illumination(rng, *LIGHT)[..., None]
 
     if defect == "hole":
-        # Broken threads: the dark backing shows through a small frayed gap.
-        alpha, mask = draw.blob(flaw, _inside_point(flaw, 30), flaw.uniform(3.5, 8), 1.5, 0.4)
-        image = draw.mix(image, alpha * flaw.uniform(0.6, 0.85), base * 0.25)
+        # Broken threads: the dark backing shows through a frayed gap.
+        alpha, mask = draw.blob(flaw, _inside_point(flaw, 30), _size(flaw, 4, 22), 1.5, 0.4)
+        image = draw.mix(image, alpha * flaw.uniform(0.75, 1.0), base * 0.2)
     elif defect == "stain":
-        alpha, mask = draw.blob(flaw, _inside_point(flaw, 30), flaw.uniform(8, 18), 3.0, 0.3)
+        alpha, mask = draw.blob(flaw, _inside_point(flaw, 30), _size(flaw, 8, 45), 3.0, 0.3)
         colour = _rgb(0.35, 0.25, 0.15) * _jitter(flaw, 0.2, 3)
-        image = draw.mix(image, alpha * flaw.uniform(0.25, 0.45), colour)
+        image = draw.mix(image, alpha * flaw.uniform(0.2, 0.7), colour)
     return draw.to_uint8(_sensor(rng, image, 0.012)), mask
 
 
@@ -117,23 +147,24 @@ def render_granite(rng: np.random.Generator, defect: str | None) -> Rendered:
     """Speckled stone: grains at several scales on a slowly varying ground."""
     _check(defect, GRANITE_DEFECTS)
     rng, flaw = _streams(rng)
-    ground = rng.uniform(0.45, 0.6) + 0.04 * draw.smooth_noise(rng, 40)
-    grains = 0.07 * draw.smooth_noise(rng, 2) + 0.05 * draw.smooth_noise(rng, 5)
-    image = ground + grains + _speckles(rng, count=int(rng.integers(250, 400)))
-    image = image * draw.illumination(rng, 0.1, 0.04)
+    ground = 0.525 + rng.uniform(-0.002, 0.002) + 0.02 * draw.smooth_noise(rng, 40)
+    grains = 0.04 * draw.smooth_noise(rng, 2) + 0.035 * draw.smooth_noise(rng, 5)
+    image = ground + grains + _speckles(rng, count=int(rng.integers(300, 340)))
+    image = image * draw.illumination(rng, *LIGHT)
 
     mask = None
     if defect == "crack":
         points = draw.random_walk(flaw, _inside_point(flaw, 60), 8, flaw.uniform(6, 12), 0.45)
-        alpha, mask = draw.stroke(draw.polyline_distance(points), flaw.uniform(1.0, 1.8))
-        image = image * (1 - flaw.uniform(0.2, 0.35) * alpha)
+        alpha, mask = draw.stroke(draw.polyline_distance(points), flaw.uniform(1.5, 3.5))
+        image = image * (1 - flaw.uniform(0.35, 0.7) * alpha)
     elif defect == "smudge":
-        # Texture wiped out but brightness kept: only the local structure is off.
-        alpha, mask = draw.blob(flaw, _inside_point(flaw, 35), flaw.uniform(10, 22), 4.0, 0.25)
-        image = draw.mix(image, alpha, gaussian_filter(image, 3.0))
+        # A greasy smear: the grains are blurred away and the surface turns glossy.
+        alpha, mask = draw.blob(flaw, _inside_point(flaw, 35), _size(flaw, 12, 40), 4.0, 0.25)
+        sheen = flaw.uniform(0.06, 0.16)
+        image = draw.mix(image, alpha, gaussian_filter(image, 3.0) + sheen)
     elif defect == "stain":
-        alpha, mask = draw.blob(flaw, _inside_point(flaw, 35), flaw.uniform(8, 20), 5.0, 0.35)
-        image = image + float(flaw.choice([-1, 1])) * flaw.uniform(0.1, 0.16) * alpha
+        alpha, mask = draw.blob(flaw, _inside_point(flaw, 35), _size(flaw, 8, 40), 5.0, 0.35)
+        image = image + float(flaw.choice([-1, 1])) * flaw.uniform(0.1, 0.3) * alpha
     return draw.to_uint8(_sensor(rng, image, 0.01)), mask
 
 
@@ -141,7 +172,7 @@ def _speckles(rng: np.random.Generator, count: int) -> np.ndarray:
     """``[S, S]`` scattered dark and light mineral grains, 1-2 px wide."""
     field = np.zeros((SIZE, SIZE), np.float32)
     rows, cols = rng.integers(0, SIZE, (2, count))
-    field[rows, cols] = rng.choice([-1.0, 0.6], count) * rng.uniform(2.0, 5.0, count)
+    field[rows, cols] = rng.choice([-1.0, 0.6], count) * rng.uniform(0.5, 1.2, count)
     return gaussian_filter(field, 0.9)
 
 
@@ -154,7 +185,7 @@ def render_washer(rng: np.random.Generator, defect: str | None) -> Rendered:
     """A keyed metal ring on a dark mat, shifted and turned at random."""
     _check(defect, WASHER_DEFECTS)
     rng, flaw = _streams(rng)
-    center = SIZE / 2 + rng.uniform(-10, 10, 2)
+    center = SIZE / 2 + rng.uniform(-4, 4, 2)
     # Parts come down a chute that lets them turn only so far: the key tab
     # wanders over a quarter turn rather than the whole circle.
     turn = np.deg2rad(-90 + rng.uniform(-45, 45))
@@ -169,44 +200,53 @@ def render_washer(rng: np.random.Generator, defect: str | None) -> Rendered:
     mask = None
     nominal = np.minimum(outer_r - radius, radius - inner_r)
     signed = nominal
+    # Deformed or broken metal along a damaged edge: coverage [S, S] and its tone.
+    scar, scar_tone = np.zeros_like(radius), 0.0
     if defect == "dent":
         where = flaw.uniform(0.5, 2 * np.pi - 0.5) - np.pi
-        spread = flaw.uniform(0.12, 0.25)
+        spread = flaw.uniform(0.12, 0.3)
         bump = np.exp(-0.5 * (_angle_diff(theta, where) / spread) ** 2)
-        signed = np.minimum(outer_r - flaw.uniform(5, 10) * bump - radius, radius - inner_r)
-        mask = (signed > 0) != (nominal > 0)
+        signed = np.minimum(outer_r - flaw.uniform(5, 14) * bump - radius, radius - inner_r)
+        # The pushed-in rim is crumpled: it turns from the lamp (darker) or towards it.
+        scar = draw.coverage(flaw.uniform(2, 5) - signed) * (bump > 0.3) * (signed > 0)
+        scar_tone = 0.58 + float(flaw.choice([-1, 1])) * flaw.uniform(0.15, 0.3)
+        mask = ((signed > 0) != (nominal > 0)) | (scar >= 0.5)
     elif defect == "chip":
         where = flaw.uniform(-np.pi, np.pi)
-        size = flaw.uniform(8, 14)
+        size = _size(flaw, 5, 20)
         bite = outer + size * flaw.uniform(0.0, 0.4)
         gap = np.hypot(u - bite * np.cos(where), v - bite * np.sin(where)) - size
         signed = np.minimum(nominal, gap)
-        mask = (nominal > 0) & (signed <= 0)
+        # The fracture face is fresh, rough metal that glints.
+        scar = draw.coverage(flaw.uniform(2, 5) - gap) * (signed > 0)
+        scar_tone = flaw.uniform(0.8, 0.95)
+        mask = ((nominal > 0) & (signed <= 0)) | (scar >= 0.5)
     body = draw.coverage(signed)
 
     # The lamp is fixed (upper left) and the part turns under it, so shading
     # follows image angles, not the part's own.
     light = np.deg2rad(-135) + rng.normal(0, 0.15)
-    metal = 0.58 + 0.1 * np.cos(theta + turn - light) * rng.uniform(0.85, 1.15)
-    metal = metal + 0.025 * _ring_grooves(rng, radius) + 0.02 * draw.smooth_noise(rng, 2)
+    metal = 0.58 + 0.1 * np.cos(theta + turn - light) * rng.uniform(0.95, 1.05)
+    metal = metal + 0.008 * _ring_grooves(rng, radius) + 0.008 * draw.smooth_noise(rng, 2)
     rim = np.exp(-np.maximum(signed, 0) / 1.5)  # bevelled edges catch the light
     metal = (metal + 0.08 * rim)[..., None] * _rgb(0.97, 0.98, 1.0)
 
-    mat = _rgb(0.16, 0.18, 0.22) * rng.uniform(0.9, 1.1)
+    mat = _rgb(0.16, 0.18, 0.22) * rng.uniform(0.96, 1.04)
     background = mat * (1 + 0.06 * draw.smooth_noise(rng, 3))[..., None]
     shadow = gaussian_filter(np.roll(body, (4, 3), axis=(0, 1)), 3)
     background = background * (1 - 0.4 * shadow)[..., None]
-    image = draw.mix(background, body, metal) * draw.illumination(rng, 0.1, 0.03)[..., None]
+    metal = draw.mix(metal, scar, scar_tone)
+    image = draw.mix(background, body, metal) * draw.illumination(rng, *LIGHT)[..., None]
 
     if defect == "scratch":
         # A point of the ring in the object frame, turned into image coordinates.
         angle = flaw.uniform(-np.pi, np.pi) + turn
         direction = np.array([np.cos(angle), np.sin(angle)], np.float32)
         start = center + flaw.uniform(inner + 10, outer - 10) * direction
-        points = draw.random_walk(flaw, start, 3, flaw.uniform(6, 12), 0.15)
-        alpha, line = draw.stroke(draw.polyline_distance(points), flaw.uniform(1.0, 1.6))
+        points = draw.random_walk(flaw, start, 4, flaw.uniform(8, 16), 0.15)
+        alpha, line = draw.stroke(draw.polyline_distance(points), flaw.uniform(1.2, 3.0))
         alpha = alpha * (body >= 0.5)
-        image = draw.mix(image, alpha * flaw.uniform(0.4, 0.6), _rgb(0.92, 0.92, 0.95))
+        image = draw.mix(image, alpha * flaw.uniform(0.5, 0.9), _rgb(0.95, 0.95, 0.98))
         mask = line & (body >= 0.5)
     return draw.to_uint8(_sensor(rng, image, 0.01)), mask
 
@@ -239,9 +279,12 @@ def render_chip(rng: np.random.Generator, defect: str | None) -> Rendered:
     """A black IC package with gull-wing pins on a green board, slightly misplaced."""
     _check(defect, CHIP_DEFECTS)
     rng, flaw = _streams(rng)
-    center = SIZE / 2 + rng.uniform(-10, 10, 2)
-    u, v = draw.local_frame(center, rng.normal(0, np.deg2rad(3)))
-    board = _board(rng)
+    # The board sits in a jig, a few pixels off each time, and the soldered
+    # chip sits on its pads to within a pixel or two and a degree.
+    board_shift = rng.uniform(-3, 3, 2)
+    center = SIZE / 2 + board_shift + rng.uniform(-1.5, 1.5, 2)
+    u, v = draw.local_frame(center, rng.normal(0, np.deg2rad(1)))
+    board = _board(rng, board_shift)
 
     nominal, pin_index = _pins_signed(u, v)
     pins, mask = nominal, None
@@ -265,27 +308,26 @@ def render_chip(rng: np.random.Generator, defect: str | None) -> Rendered:
     pin_one_dimple = draw.coverage(8 - np.hypot(u + 45, v + 28))
     plastic = 0.15 + 0.015 * draw.smooth_noise(rng, 3) + 0.03 * edge_glint - 0.04 * pin_one_dimple
     image = draw.mix(image, body, plastic[..., None] * _rgb(1.0, 1.0, 1.05))
-    ink = rng.uniform(0.5, 0.6)
+    ink = rng.uniform(0.53, 0.57)
     image = draw.mix(image, _marking(u, v), _rgb(ink, ink, ink))
-    image = image * draw.illumination(rng, 0.1, 0.03)[..., None]
+    image = image * draw.illumination(rng, *LIGHT)[..., None]
 
     if defect == "scratch":
         start = center + flaw.uniform(-35, 35, 2)
-        points = draw.random_walk(flaw, start, 3, flaw.uniform(8, 15), 0.2)
-        alpha, line = draw.stroke(draw.polyline_distance(points), flaw.uniform(1.0, 1.6))
+        points = draw.random_walk(flaw, start, 4, flaw.uniform(10, 18), 0.2)
+        alpha, line = draw.stroke(draw.polyline_distance(points), flaw.uniform(1.5, 4.0))
         on_body = body_signed > 1
-        image = draw.mix(image, alpha * on_body * flaw.uniform(0.3, 0.5), _rgb(0.8, 0.8, 0.8))
+        image = draw.mix(image, alpha * on_body * flaw.uniform(0.5, 0.9), _rgb(0.85, 0.85, 0.85))
         mask = line & on_body
     return draw.to_uint8(_sensor(rng, image, 0.01)), mask
 
 
-def _board(rng: np.random.Generator) -> np.ndarray:
-    """``[S, S, 3]`` green solder mask with a few copper traces."""
-    green = _rgb(0.12, 0.36, 0.2) * _jitter(rng, 0.04, 3)
+def _board(rng: np.random.Generator, shift: np.ndarray) -> np.ndarray:
+    """``[S, S, 3]`` green solder mask with a few copper traces, moved by ``shift`` (x, y)."""
+    green = _rgb(0.12, 0.36, 0.2) * _jitter(rng, 0.02, 3)
     board = green * (1 + 0.05 * draw.smooth_noise(rng, 3))[..., None]
-    # Every board has the same straight traces (it sits in a jig), so each
-    # trace is a 1-D profile across the image: rows for horizontal ones.
-    shift = rng.uniform(-2, 2, 2)
+    # Every board has the same straight traces, so each trace is a 1-D
+    # profile across the image: rows for horizontal ones.
     pixels = np.arange(SIZE, dtype=np.float32)
     rows, cols = np.zeros(SIZE, np.float32), np.zeros(SIZE, np.float32)
     for horizontal, offset, width in BOARD_TRACES:
@@ -319,7 +361,7 @@ def _bent_pin_signed(
     """Signed distance ``[S, S]`` of pin ``pin`` bent sideways about its root."""
     side = 1.0 if pin >= PIN_ROWS else -1.0
     root_u = side * (PIN_OFFSET - PIN_HALF_W)
-    angle = float(rng.choice([-1, 1])) * np.deg2rad(rng.uniform(15, 30))
+    angle = float(rng.choice([-1, 1])) * np.deg2rad(rng.uniform(12, 40))
     c, s = np.float32(np.cos(angle)), np.float32(np.sin(angle))
     du, dv = u - np.float32(root_u), v - np.float32(_pin_row_v(pin % PIN_ROWS))
     bent_u, bent_v = c * du + s * dv, -s * du + c * dv

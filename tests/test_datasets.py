@@ -180,7 +180,8 @@ def test_synthetic_masks_cover_exactly_what_the_defect_changed(synthetic_root, n
             where = f"{name}/{defect}/{index:03d}"
             assert (diff[mask] > 2).mean() > 0.75 and diff[mask].mean() > 8, where
             if scene.kind == "texture":
-                assert diff[away > 4].max() == 0, where  # soft rims reach 2-3 px out
+                # Soft rims reach 2-3 px out, and the lens blur half a grey level further.
+                assert diff[away > 4].max() <= 1 and diff[away > 6].max() == 0, where
             else:
                 assert diff[away > 8].max() <= 24 and diff[away > 32].max() <= 2, where
 
