@@ -64,7 +64,11 @@ def test_selection_is_the_plain_loops(n, d, n_select, seed):
     got = greedy_coreset(x, n_select, projection_dim=None, seed=seed)
     assert got.dtype == np.int64 and got.shape == (n_select,)
     assert got[0] == np.random.default_rng(seed).integers(n)
-    np.testing.assert_array_equal(got, plain_greedy(x, got[0], n_select))
+    # Every choice is the farthest point, up to what float32 cannot tell apart; on the NumPy path,
+    # whose products this loop mirrors, the very same points.
+    assert (tie_gaps(x, got) <= float32_tie(x)).all()
+    if not kernel_backend.use_paddle():
+        np.testing.assert_array_equal(got, plain_greedy(x, got[0], n_select))
 
 
 @pytest.mark.parametrize("leaf_size,prefix_dims", [(2, 2), (4, 8), (16, 32)])
