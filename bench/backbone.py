@@ -62,6 +62,9 @@ CHANNELS = {
     "wide_resnet50_2": dict(zip(STAGES, (256, 512, 1024, 2048))),
 }
 CONNECT_TIMEOUT_S = 5.0
+# Part of a traced model's cache key: bump when _Trunk computes something else for the same
+# layer names (2: avgpool pools layer4, not the deepest stage requested).
+TRUNK_VERSION = 2
 
 
 def feature_shape(name: str, layer: str, image_size: tuple[int, int]) -> tuple[int, ...]:
@@ -257,7 +260,8 @@ class Backbone:
         Saved into a temporary sibling directory then renamed, so a directory
         under its final name is always complete, even with concurrent runs.
         """
-        key = f"{self.name}_{self.weights_id}_{'-'.join(layers)}_{height}x{width}_paddle{paddle.__version__}"
+        key = (f"{self.name}_{self.weights_id}_{'-'.join(layers)}_{height}x{width}"
+               f"_trunk{TRUNK_VERSION}_paddle{paddle.__version__}")
         final = os.path.join(self.cache_dir, key)
         if not os.path.isdir(final):
             os.makedirs(self.cache_dir, exist_ok=True)

@@ -4,6 +4,13 @@ Squared Euclidean distances come from ``|q|^2 - 2 q.b + |b|^2`` (one matrix
 product per chunk). Queries are taken a chunk at a time so that the distance
 block never exceeds a memory budget, whatever the bank size.
 
+That expansion is only good for choosing the neighbours: in float32 it cancels
+most digits when distances are small next to the norms (patch features close
+to the memory bank, the very case of a normal image), and how much depends on
+the chunk's shape. So the ``k`` distances returned are computed again directly,
+``|q - b|``, for the chosen rows only: a score does not change with the batch
+it was computed in.
+
 Two implementations with one signature: ``nearest_neighbors_numpy`` (the CPU
 path) and ``nearest_neighbors_paddle`` (the GPU path; also runs on CPU tensors).
 ``nearest_neighbors`` picks one with ``methods.backend.use_paddle()``. Paddle is
@@ -84,12 +91,24 @@ def nearest_neighbors_numpy(
             part = np.argpartition(block, k - 1, axis=1)[:, :k]
             order = np.argsort(np.take_along_axis(block, part, axis=1), axis=1, kind="stable")
             idx = np.take_along_axis(part, order, axis=1)
-        dist = np.take_along_axis(block, idx, axis=1)
-        # Cancellation in the expansion can leave tiny negatives for coincident points.
-        np.maximum(dist, 0.0, out=dist)
-        out_d[start : start + step] = np.sqrt(dist)
+        dist, idx = exact_distances(q, bank, idx)
+        out_d[start : start + step] = dist
         out_i[start : start + step] = idx
     return out_d, out_i
+
+
+def exact_distances(queries: np.ndarray, bank: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``|q - bank[idx]|`` computed directly, and ``idx`` re-sorted by it.
+
+    queries: ``[m, D]``; bank: ``[K, D]``; idx: ``[m, k]``. Returns distances
+    ``[m, k]`` float32, ascending, and the indices in that order.
+    """
+    diff = bank[idx] - queries[:, None, :]  # [m, k, D]
+    dist = np.sqrt(np.einsum("mkd,mkd->mk", diff, diff))
+    if idx.shape[1] > 1:
+        order = np.argsort(dist, axis=1, kind="stable")
+        dist, idx = np.take_along_axis(dist, order, axis=1), np.take_along_axis(idx, order, axis=1)
+    return dist, idx
 
 
 def nearest_neighbors_paddle(
@@ -133,11 +152,17 @@ def nearest_neighbors_paddle(
             block = block + (q * q).sum(axis=1, keepdim=True)
             if k == 1:
                 idx = paddle.argmin(block, axis=1, keepdim=True)
-                dist = paddle.take_along_axis(block, idx, axis=1)
             else:
-                dist, idx = paddle.topk(block, k, axis=1, largest=False, sorted=True)
+                _, idx = paddle.topk(block, k, axis=1, largest=False, sorted=True)
             del block
-            dist = paddle.sqrt(paddle.clip(dist, min=0.0))
+            # As in the NumPy path: the chosen rows' distances again, directly.
+            chosen = paddle.gather(bank_t, idx.flatten()).reshape([q.shape[0], k, -1])
+            diff = chosen - q.unsqueeze(1)
+            dist = paddle.sqrt((diff * diff).sum(axis=2))
+            if k > 1:
+                order = paddle.argsort(dist, axis=1, stable=True)
+                dist = paddle.take_along_axis(dist, order, axis=1)
+                idx = paddle.take_along_axis(idx, order, axis=1)
             out_d[start : start + step] = dist.numpy()
             out_i[start : start + step] = idx.numpy().astype(np.int64, copy=False)
     return out_d, out_i

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import methods.padim as padim_module
-from bench.errors import PatchbenchError
+from methods.base import MethodError
 from methods import backend as kernel_backend
 from methods import nearest as nearest_module
 from methods.coreset import greedy_coreset, random_projection
@@ -144,8 +144,8 @@ def test_paddle_nearest_neighbors_take_tensors_and_norms_and_cap_k():
     assert np.all(d >= 0) and np.all(d < 1e-3)
 
 
-def test_numpy_nearest_neighbors_are_the_plain_expansion_bit_for_bit():
-    """Folding -2 into the queries and reusing one buffer must not change a single bit."""
+def test_numpy_nearest_neighbors_choose_by_the_plain_expansion_bit_for_bit():
+    """Folding -2 into the queries and reusing one buffer must not change a single choice."""
     rng = np.random.default_rng(12)
     q = (3 * rng.normal(size=(200, 33))).astype(np.float32)
     b = (3 * rng.normal(size=(150, 33))).astype(np.float32)
@@ -162,7 +162,28 @@ def test_numpy_nearest_neighbors_are_the_plain_expansion_bit_for_bit():
     idx = block.argmin(axis=1)
     d, i = nearest_neighbors_numpy(q, b, k=1, budget_bytes=150 * 4 * 7)
     np.testing.assert_array_equal(i[:, 0], idx)
-    np.testing.assert_array_equal(d[:, 0], np.sqrt(np.maximum(block[np.arange(200), idx], 0)))
+    direct = np.linalg.norm(q.astype(np.float64) - b[idx].astype(np.float64), axis=1)
+    np.testing.assert_allclose(d[:, 0], direct, rtol=1e-6)
+
+
+@pytest.mark.parametrize("use_paddle", [False, True])
+def test_small_distances_far_from_the_origin_are_exact_whatever_the_chunks(use_paddle):
+    """Queries a hair from a bank of large vectors: the float32 expansion alone would lose most
+    digits, and lose them differently for every chunk shape."""
+    rng = np.random.default_rng(13)
+    bank = (50 + rng.normal(size=(400, 64))).astype(np.float32)
+    queries = bank[rng.integers(400, size=300)] + np.float32(1e-3) * rng.normal(size=(300, 64)).astype(np.float32)
+    full = np.linalg.norm(queries.astype(np.float64)[:, None] - bank.astype(np.float64)[None], axis=2)
+    ref_i = np.argsort(full, axis=1)[:, :3]
+    ref_d = np.take_along_axis(full, ref_i, axis=1)
+    search = nearest_neighbors_paddle if use_paddle else nearest_neighbors_numpy
+    results = [search(queries, bank, k=3, budget_bytes=400 * 4 * rows) for rows in (1, 7, 300)]
+    for d, i in results:
+        np.testing.assert_array_equal(i[:, 0], ref_i[:, 0])
+        np.testing.assert_allclose(d[:, 0], ref_d[:, 0], rtol=1e-4)
+        assert np.all(np.diff(d, axis=1) >= 0)
+    for d, _ in results[1:]:
+        np.testing.assert_allclose(d[:, 0], results[0][0][:, 0], rtol=1e-6)
 
 
 def loop_mahalanobis(x, mean, cov_inv):
@@ -218,9 +239,9 @@ def test_backend_choice(monkeypatch):
         assert kernel_backend.use_paddle()
     assert not kernel_backend.use_paddle()
     monkeypatch.setenv(kernel_backend.ENV_VAR, "cuda")
-    with pytest.raises(PatchbenchError, match="PATCHBENCH_KERNELS"):
+    with pytest.raises(MethodError, match="PATCHBENCH_KERNELS"):
         kernel_backend.use_paddle()
-    with pytest.raises(PatchbenchError):
+    with pytest.raises(MethodError):
         kernel_backend.set_backend("gpu")
 
 
