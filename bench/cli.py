@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from bench import log
-from bench.errors import PatchbenchError
+from bench.errors import USER_ERRORS, PatchbenchError
 from bench.plugins import available_methods, plugin_manager
 from methods.options import float_range, int_range, positive_int
 
@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         if argv and argv[0] in SUBCOMMANDS:
             return importlib.import_module(SUBCOMMANDS[argv[0]]).main(argv[1:])
         return run_command(argv)
-    except PatchbenchError as exc:
+    except USER_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

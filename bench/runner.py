@@ -21,7 +21,7 @@ import pandas as pd
 
 import metrics
 from bench.atomic import write_atomic, write_text_atomic
-from bench.errors import PatchbenchError
+from bench.errors import USER_ERRORS, PatchbenchError
 from bench.features import FeatureCache, default_cache_dir
 from bench.log import attach_run_log, detach_run_log, logger, progress
 from bench.models import save_model
@@ -244,8 +244,8 @@ def ordered(rows: list[dict], categories: list[str], methods: dict) -> list[dict
 
 def failure_reason(exc: Exception, what: str) -> str:
     """The message of a failure; a user's mistake needs its message, a bug its traceback (in the log)."""
-    reason = str(exc) if isinstance(exc, PatchbenchError) else f"{type(exc).__name__}: {exc}"
-    logger.error("error: %s failed: %s", what, reason, exc_info=not isinstance(exc, PatchbenchError))
+    reason = str(exc) if isinstance(exc, USER_ERRORS) else f"{type(exc).__name__}: {exc}"
+    logger.error("error: %s failed: %s", what, reason, exc_info=not isinstance(exc, USER_ERRORS))
     return reason
 
 

@@ -15,7 +15,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.errors import PatchbenchError
+from datasets.errors import DatasetError
 from datasets.synthetic_scenes import SCENES
 
 logger = logging.getLogger("patchbench")
@@ -64,7 +64,7 @@ def list_categories(root: Path | str) -> list[str]:
     """Sorted names of the folders under ``root`` that have ``train/good``."""
     root = Path(root)
     if not root.is_dir():
-        raise PatchbenchError(
+        raise DatasetError(
             f"dataset folder {root} does not exist; pass the folder that holds the "
             f"category folders ({LAYOUT_HELP})"
         )
@@ -85,10 +85,10 @@ def resolve_categories(root: Path | str, spec: str) -> list[str]:
     """
     available = list_categories(root)
     if not available:
-        raise PatchbenchError(f"no category folders under {root}; {LAYOUT_HELP}")
+        raise DatasetError(f"no category folders under {root}; {LAYOUT_HELP}")
     tokens = [token.strip() for token in spec.split(",") if token.strip()]
     if not tokens:
-        raise PatchbenchError(
+        raise DatasetError(
             f"empty category list {spec!r}; name one of: {', '.join(available)} "
             f"(or {', '.join(GROUPS)})"
         )
@@ -108,14 +108,14 @@ def _expand(root: Path | str, token: str, available: list[str]) -> list[str]:
         members = GROUP_MEMBERS[token]
         present = [name for name in available if name in members]
         if not present:
-            raise PatchbenchError(
+            raise DatasetError(
                 f"{token!r} selects the {token} of MVTec AD and of the synthetic set "
                 f"({', '.join(members)}) but none is under {root}; available: "
                 f"{', '.join(available)}; name them instead"
             )
         return present
     if token not in available:
-        raise PatchbenchError(_unknown_message(root, token, available))
+        raise DatasetError(_unknown_message(root, token, available))
     return [token]
 
 
@@ -141,7 +141,7 @@ def load_split(root: Path | str, category: str, split: str) -> list[Sample]:
     folder = root / category
     if not folder.is_dir():
         available = list_categories(root)
-        raise PatchbenchError(_unknown_message(root, category, available))
+        raise DatasetError(_unknown_message(root, category, available))
     _check_train_folder(folder)
     if split == "train":
         return [Sample(path, 0, GOOD) for path in list_images(folder / "train" / GOOD)]
@@ -151,9 +151,9 @@ def load_split(root: Path | str, category: str, split: str) -> list[Sample]:
 def _check_train_folder(folder: Path) -> None:
     train = folder / "train" / GOOD
     if not train.is_dir():
-        raise PatchbenchError(f"{folder} has no train/good folder; {LAYOUT_HELP}")
+        raise DatasetError(f"{folder} has no train/good folder; {LAYOUT_HELP}")
     if not list_images(train):
-        raise PatchbenchError(
+        raise DatasetError(
             f"{train} has no images (.png .jpg .jpeg .bmp .tif .tiff); {LAYOUT_HELP}"
         )
 
@@ -161,7 +161,7 @@ def _check_train_folder(folder: Path) -> None:
 def _test_samples(root: Path, category: str) -> list[Sample]:
     test = root / category / "test"
     if not test.is_dir():
-        raise PatchbenchError(f"{root / category} has no test folder; {LAYOUT_HELP}")
+        raise DatasetError(f"{root / category} has no test folder; {LAYOUT_HELP}")
     defects = sorted(
         child.name for child in test.iterdir() if child.is_dir() and not child.name.startswith(".")
     )
@@ -171,7 +171,7 @@ def _test_samples(root: Path, category: str) -> list[Sample]:
         for path in list_images(test / defect)
     ]
     if not samples:
-        raise PatchbenchError(f"{test} has no images in its subfolders; {LAYOUT_HELP}")
+        raise DatasetError(f"{test} has no images in its subfolders; {LAYOUT_HELP}")
     return samples
 
 
@@ -180,7 +180,7 @@ def _test_sample(root: Path, category: str, defect: str, path: Path) -> Sample:
         return Sample(path, 0, GOOD)
     mask = mask_path_for(root, category, defect, path)
     if not mask.is_file():
-        raise PatchbenchError(
+        raise DatasetError(
             f"defective test image {path} has no mask; expected {mask}; add the mask or "
             f"move the image out of the test folder"
         )

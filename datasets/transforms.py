@@ -15,7 +15,7 @@ from typing import Callable, Sequence, Union
 import numpy as np
 from PIL import Image
 
-from bench.errors import PatchbenchError
+from datasets.errors import DatasetError
 from datasets.mvtec import Sample
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
@@ -51,14 +51,14 @@ def read_image(path: Path | str, resize: int = 256, crop: int = 224) -> np.ndarr
 
 
 def load_rgb(path: Path | str) -> Image.Image:
-    """Fully decode ``path`` as 8-bit RGB; any decoding problem is a PatchbenchError."""
+    """Fully decode ``path`` as 8-bit RGB; any decoding problem is a DatasetError."""
     try:
         with Image.open(path) as image:
             image.load()
             return to_rgb(image)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
         # Truncated or garbage files surface as OSError/SyntaxError from the decoder.
-        raise PatchbenchError(
+        raise DatasetError(
             f"cannot read image {path}: {error}; replace or remove the file"
         ) from error
 
@@ -140,7 +140,7 @@ def read_mask(path: Path | str, resize: int = 256, crop: int = 224) -> np.ndarra
             image.load()
             binary = mask_to_binary(image)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
-        raise PatchbenchError(
+        raise DatasetError(
             f"cannot read mask {path}: {error}; replace or remove the file"
         ) from error
     as_image = Image.fromarray(binary * np.uint8(255))
@@ -163,7 +163,7 @@ def check_mask_size(mask_path: Path | str, image_path: Path | str) -> None:
     """Raise unless mask and image have the same (width, height); reads headers only."""
     mask_size, image_size = _header_size(mask_path), _header_size(image_path)
     if mask_size != image_size:
-        raise PatchbenchError(
+        raise DatasetError(
             f"mask {mask_path} is {mask_size[0]}x{mask_size[1]} but its image {image_path} "
             f"is {image_size[0]}x{image_size[1]}; a mask must have its image's size, "
             f"replace the mask"
@@ -175,7 +175,7 @@ def _header_size(path: Path | str) -> tuple[int, int]:
         with Image.open(path) as image:  # lazy: parses the header, not the pixels
             return image.size
     except (OSError, SyntaxError, ValueError) as error:
-        raise PatchbenchError(
+        raise DatasetError(
             f"cannot read image {path}: {error}; replace or remove the file"
         ) from error
 

@@ -25,7 +25,8 @@ import os
 from contextlib import contextmanager
 from typing import Iterator
 
-from bench.errors import PatchbenchError
+from methods.base import MethodError
+
 
 ENV_VAR = "PATCHBENCH_KERNELS"
 CHOICES = ("auto", "numpy", "paddle")
@@ -36,7 +37,7 @@ _forced: str | None = None
 def _check(name: str, source: str) -> str:
     value = name.strip().lower()
     if value not in CHOICES:
-        raise PatchbenchError(
+        raise MethodError(
             f"{source} is {name!r}; choose one of {', '.join(CHOICES)}"
         )
     return value
@@ -84,7 +85,7 @@ def use_paddle() -> bool:
     if choice == "auto":
         return paddle_has_gpu()
     if choice == "paddle" and importlib.util.find_spec("paddle") is None:
-        raise PatchbenchError(
+        raise MethodError(
             f"the Paddle kernels were requested (${ENV_VAR} or set_backend) but paddle is not "
             "installed; install paddlepaddle or choose the numpy backend"
         )

@@ -14,6 +14,11 @@ from typing import ClassVar, Mapping
 import numpy as np
 
 
+class MethodError(Exception):
+    """A method cannot work with what it was given (too few images, features of another backbone);
+    the message says which flag or input to change."""
+
+
 @dataclass(frozen=True)
 class FeatureSet:
     """Backbone features of one split of one category.

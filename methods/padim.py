@@ -33,10 +33,9 @@ import argparse
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from bench.errors import PatchbenchError
 from bench.hookspecs import hookimpl
 from methods.backend import use_paddle
-from methods.base import AnomalyMethod, FeatureSet, Prediction
+from methods.base import AnomalyMethod, FeatureSet, MethodError, Prediction
 from methods.maps import anomaly_map, resize_nearest
 from methods.options import positive_int
 
@@ -59,14 +58,14 @@ def feature_count(total_channels: int, requested: int | None) -> int:
     if requested is None:
         if total_channels not in DEFAULT_FEATURES:
             known = ", ".join(f"{c} -> {d}" for c, d in DEFAULT_FEATURES.items())
-            raise PatchbenchError(
+            raise MethodError(
                 f"PaDiM has no default number of features for a backbone whose layer1..layer3 give "
                 f"{total_channels} channels (known: {known}, i.e. resnet18 and wide_resnet50_2); "
                 f"pass --padim-features N with 1 <= N <= {total_channels}"
             )
         return DEFAULT_FEATURES[total_channels]
     if not 1 <= requested <= total_channels:
-        raise PatchbenchError(
+        raise MethodError(
             f"--padim-features is {requested}, but layer1..layer3 give {total_channels} channels; "
             f"choose 1 <= N <= {total_channels}"
         )
@@ -132,7 +131,7 @@ def gaussian_per_position(
     """
     n, p, d = x.shape
     if n < 2:
-        raise PatchbenchError(
+        raise MethodError(
             f"PaDiM needs at least 2 training images to estimate a covariance, got {n}"
         )
     mean = np.empty((p, d), dtype=np.float32)
@@ -262,7 +261,7 @@ class Padim(AnomalyMethod):
         grid = tuple(features[LAYERS[0]].shape[-2:])
         channels = total_channels(features)
         if grid != self.grid_shape_ or channels != self.input_channels_:
-            raise PatchbenchError(
+            raise MethodError(
                 f"PaDiM was fitted on {self.input_channels_} channels on a {self.grid_shape_} grid but "
                 f"got {channels} on {grid}; fit and predict with the same backbone and crop"
             )

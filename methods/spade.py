@@ -28,10 +28,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.errors import PatchbenchError
 from bench.hookspecs import hookimpl
 from methods.backend import use_paddle
-from methods.base import AnomalyMethod, FeatureSet, Prediction
+from methods.base import AnomalyMethod, FeatureSet, MethodError, Prediction
 from methods.maps import resize_bilinear, smooth
 from methods.nearest import (
     DEFAULT_BUDGET_BYTES,
@@ -111,7 +110,7 @@ class Spade(AnomalyMethod):
 
     def fit(self, features: FeatureSet) -> "Spade":
         if self.top_k < 1:
-            raise PatchbenchError(f"SPADE's K (--spade-top-k) must be at least 1, got {self.top_k}")
+            raise MethodError(f"SPADE's K (--spade-top-k) must be at least 1, got {self.top_k}")
         self.train_pooled_ = np.ascontiguousarray(features[POOLED], dtype=np.float32)
         for name in PYRAMID:
             setattr(self, f"train_{name}_", positions_last(features[name]))
@@ -131,7 +130,7 @@ class Spade(AnomalyMethod):
             train = getattr(self, f"train_{name}_")
             test = features[name]
             if test.shape[1] != train.shape[-1]:
-                raise PatchbenchError(
+                raise MethodError(
                     f"SPADE was fitted on {train.shape[-1]} {name} channels but got {test.shape[1]}; "
                     "fit and predict with the same backbone"
                 )

@@ -6,10 +6,10 @@ pooled over all test images of a category. Higher scores mean more anomalous.
 
 Undefined metrics (a test set without good or without defective samples) are
 NaN with a ``MetricWarning``; NaN/inf scores and mismatched shapes raise
-``bench.errors.PatchbenchError``, naming the method if ``method=`` is given.
+``metrics.MetricError``, naming the method if ``method=`` is given.
 """
 
-from metrics._checks import MetricWarning
+from metrics._checks import MetricError, MetricWarning
 from metrics.classification import (
     average_precision,
     f1_max,
@@ -22,6 +22,7 @@ from metrics.classification import (
 from metrics.pro import au_pro, pro_curve
 
 __all__ = [
+    "MetricError",
     "MetricWarning",
     "au_pro",
     "average_precision",

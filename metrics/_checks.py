@@ -3,7 +3,7 @@
 Two kinds of bad input are treated differently on purpose:
 
 * Inputs a metric cannot be computed from (NaN/inf scores, shape mismatch,
-  labels that are not 0/1) raise ``PatchbenchError``: a number computed from
+  labels that are not 0/1) raise ``MetricError``: a number computed from
   them would be wrong, and the message says which method produced them.
 * A test set that lacks a class (no good images, no defective images, no
   defect pixels) is legitimate data for which some metrics are undefined; those
@@ -17,7 +17,10 @@ import warnings
 
 import numpy as np
 
-from bench.errors import PatchbenchError
+
+
+class MetricError(ValueError):
+    """Scores or masks no metric can be computed from; the message names the method that gave them."""
 
 
 class MetricWarning(UserWarning):
@@ -29,7 +32,7 @@ def _source(method: str | None) -> str:
 
 
 def as_scores(scores, what: str, method: str | None) -> np.ndarray:
-    """Scores as a float array of the same shape, finite or a ``PatchbenchError``.
+    """Scores as a float array of the same shape, finite or a ``MetricError``.
 
     float32 is kept as is (anomaly maps are float32, and sorting float32 is
     about twice as fast as float64); every other real dtype becomes float64,
@@ -37,7 +40,7 @@ def as_scores(scores, what: str, method: str | None) -> np.ndarray:
     """
     scores = np.asarray(scores)
     if scores.dtype.kind not in "biuf":
-        raise PatchbenchError(
+        raise MetricError(
             f"{_source(method)} {what} of dtype {scores.dtype}; scores must be real numbers"
         )
     if scores.dtype not in (np.float32, np.float64):
@@ -45,7 +48,7 @@ def as_scores(scores, what: str, method: str | None) -> np.ndarray:
     finite = np.isfinite(scores)
     if not finite.all():
         bad = int(scores.size - np.count_nonzero(finite))
-        raise PatchbenchError(
+        raise MetricError(
             f"{_source(method)} {bad} NaN/inf {what} (of {scores.size}); every score must be "
             f"finite, check the method for a division by zero, an overflow or an empty "
             f"memory bank"
@@ -64,7 +67,7 @@ def as_binary(values, what: str) -> np.ndarray:
     if values.dtype == np.bool_:
         return values
     if values.dtype.kind not in "biuf":
-        raise PatchbenchError(f"{what} of dtype {values.dtype}; expected bool or 0/1")
+        raise MetricError(f"{what} of dtype {values.dtype}; expected bool or 0/1")
     if values.dtype.kind == "u":
         # unsigned: max <= 1 is enough and much cheaper than an elementwise test
         binary = values.size == 0 or values.max() <= 1
@@ -72,7 +75,7 @@ def as_binary(values, what: str) -> np.ndarray:
         binary = bool(np.all((values == 0) | (values == 1)))
     if not binary:
         odd = np.unique(values[(values != 0) & (values != 1)])[:5]
-        raise PatchbenchError(
+        raise MetricError(
             f"{what} must be 0 or 1 (or bool); found values such as {odd.tolist()}; "
             f"binarise them first, e.g. `mask > 0` for MVTec's 0/255 PNG masks"
         )
@@ -87,7 +90,7 @@ def image_inputs(labels, scores, method: str | None) -> tuple[np.ndarray, np.nda
     labels = as_binary(labels, "image labels")
     scores = np.asarray(scores)
     if labels.ndim != 1 or scores.shape != labels.shape:
-        raise PatchbenchError(
+        raise MetricError(
             f"{_source(method)} image scores of shape {scores.shape} for labels of shape "
             f"{labels.shape}; expected one score per test image, both of shape [N]"
         )
@@ -102,7 +105,7 @@ def pixel_inputs(masks, maps, method: str | None) -> tuple[np.ndarray, np.ndarra
     masks = as_binary(masks, "ground-truth masks")
     maps = np.asarray(maps)
     if masks.ndim != 3 or maps.shape != masks.shape:
-        raise PatchbenchError(
+        raise MetricError(
             f"{_source(method)} anomaly maps of shape {maps.shape} for ground-truth masks "
             f"of shape {masks.shape}; expected one map per test image at the masks' "
             f"resolution, both of shape [N, H, W]"

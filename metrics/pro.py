@@ -33,7 +33,7 @@ import math
 import numpy as np
 from scipy import ndimage
 
-from bench.errors import PatchbenchError
+from metrics._checks import MetricError
 from metrics import _checks
 from metrics._ranking import cumulative_counts
 
@@ -84,7 +84,7 @@ def au_pro(masks, maps, fpr_limit: float = 0.3, *, method: str | None = None) ->
     there are no defect or no defect-free pixels.
     """
     if not 0 < fpr_limit <= 1:
-        raise PatchbenchError(f"fpr_limit for AU-PRO must be in (0, 1]; got {fpr_limit}")
+        raise MetricError(f"fpr_limit for AU-PRO must be in (0, 1]; got {fpr_limit}")
     masks, maps = _checks.pixel_inputs(masks, maps, method)
     weights, n_regions = region_weights(masks)
     n_neg = masks.size - weights.size

@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 from scipy.stats import rankdata
 
-from bench.errors import PatchbenchError
+from datasets.errors import DatasetError
 from datasets.transforms import load_rgb, read_mask, resize_crop
 from methods.maps import resize_bilinear
 
@@ -88,7 +88,7 @@ def display_image(path: str, geometry: tuple[int, int] | None, size: int) -> np.
     """The test image as the model saw it (same resize and crop, no normalisation): ``[S, S, 3]`` uint8."""
     try:
         image = load_rgb(path)
-    except (PatchbenchError, OSError):
+    except (DatasetError, OSError):
         return None
     if geometry:
         image = resize_crop(image, geometry[0], geometry[1], Image.BILINEAR)
@@ -105,7 +105,7 @@ def display_mask(path: str, geometry: tuple[int, int] | None, size: int) -> np.n
         else:
             with Image.open(path) as image:
                 mask = (np.asarray(image.convert("L")) > 0).astype(np.uint8)
-    except (PatchbenchError, OSError):
+    except (DatasetError, OSError):
         return None
     as_image = Image.fromarray(mask * np.uint8(255))
     return np.asarray(as_image.resize((size, size), Image.NEAREST)) > 0

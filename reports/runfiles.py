@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.errors import PatchbenchError
+from reports.errors import ReportError
 
 RUN_FILE = "run.json"
 RESULTS_CSV = "results.csv"
@@ -17,7 +17,7 @@ RESULTS_CSV = "results.csv"
 def check_run_dir(run_dir: Path) -> Path:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
-        raise PatchbenchError(f"run folder {run_dir} does not exist; pass the folder of a patchbench run "
+        raise ReportError(f"run folder {run_dir} does not exist; pass the folder of a patchbench run "
                               "(the one holding results.csv)")
     return run_dir
 
@@ -26,14 +26,14 @@ def read_results(run_dir: Path) -> pd.DataFrame:
     """``results.csv`` as a frame, one row per (category, method); an ``error`` column always present."""
     csv = check_run_dir(run_dir) / RESULTS_CSV
     if not csv.is_file():
-        raise PatchbenchError(f"{csv} is missing; {run_dir} is not a finished patchbench run folder")
+        raise ReportError(f"{csv} is missing; {run_dir} is not a finished patchbench run folder")
     try:
         results = pd.read_csv(csv)
     except (OSError, ValueError) as exc:
-        raise PatchbenchError(f"cannot read {csv}: {exc}") from None
+        raise ReportError(f"cannot read {csv}: {exc}") from None
     missing = [c for c in ("category", "method") if c not in results]
     if missing:
-        raise PatchbenchError(f"{csv} has no {', '.join(missing)} column; it was not written by patchbench")
+        raise ReportError(f"{csv} has no {', '.join(missing)} column; it was not written by patchbench")
     if "error" not in results:
         # A run without failures writes no error column; callers should not have to care.
         results["error"] = pd.Series([None] * len(results), dtype=object)
@@ -50,7 +50,7 @@ def read_settings(run_dir: Path) -> dict:
     try:
         settings = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise PatchbenchError(f"cannot read {path}: {exc}; it is not a patchbench run file") from None
+        raise ReportError(f"cannot read {path}: {exc}; it is not a patchbench run file") from None
     settings.setdefault("argv", [])
     settings.setdefault("header", {})
     return settings

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 from scipy.ndimage import distance_transform_edt
 
-from bench.errors import PatchbenchError
+from datasets.errors import DatasetError
 from datasets import (
     CATEGORIES,
     IMAGENET_MEAN,
@@ -304,7 +304,7 @@ def test_resolve_synthetic_groups(synthetic_root):
 
 
 def test_unknown_category_names_it_root_and_choices(mixed_root):
-    with pytest.raises(PatchbenchError) as error:
+    with pytest.raises(DatasetError) as error:
         resolve_categories(mixed_root, "bottle,gizmo")
     message = str(error.value)
     assert "gizmo" in message and str(mixed_root) in message
@@ -312,32 +312,32 @@ def test_unknown_category_names_it_root_and_choices(mixed_root):
 
 
 def test_mvtec_name_not_downloaded_is_reported(mixed_root):
-    with pytest.raises(PatchbenchError, match="hazelnut.*not downloaded"):
+    with pytest.raises(DatasetError, match="hazelnut.*not downloaded"):
         resolve_categories(mixed_root, "hazelnut")
-    with pytest.raises(PatchbenchError, match="hazelnut"):
+    with pytest.raises(DatasetError, match="hazelnut"):
         load_split(mixed_root, "hazelnut", "train")
 
 
 def test_group_with_no_member_present(tmp_path):
     make_category(tmp_path, "widget")
-    with pytest.raises(PatchbenchError, match="textures.*widget"):
+    with pytest.raises(DatasetError, match="textures.*widget"):
         resolve_categories(tmp_path, "textures")
 
 
 def test_missing_root(tmp_path):
-    with pytest.raises(PatchbenchError, match="nowhere"):
+    with pytest.raises(DatasetError, match="nowhere"):
         resolve_categories(tmp_path / "nowhere", "all")
 
 
 def test_root_without_categories(tmp_path):
     (tmp_path / "stuff").mkdir()
-    with pytest.raises(PatchbenchError, match="train/good"):
+    with pytest.raises(DatasetError, match="train/good"):
         resolve_categories(tmp_path, "all")
 
 
 def test_folder_without_train_good(tmp_path):
     (tmp_path / "widget" / "test" / "good").mkdir(parents=True)
-    with pytest.raises(PatchbenchError) as error:
+    with pytest.raises(DatasetError) as error:
         load_split(tmp_path, "widget", "test")
     assert str(tmp_path / "widget") in str(error.value)
     assert "train/good" in str(error.value)
@@ -347,21 +347,21 @@ def test_empty_train_folder(tmp_path):
     folder = make_category(tmp_path, "widget", train=0)
     (folder / "train" / "good").mkdir(parents=True)
     (folder / "train" / "good" / "readme.txt").write_text("no pictures")
-    with pytest.raises(PatchbenchError, match=r"train/good has no images.*expected"):
+    with pytest.raises(DatasetError, match=r"train/good has no images.*expected"):
         load_split(tmp_path, "widget", "train")
 
 
 def test_folder_without_test(tmp_path):
     write_png(tmp_path / "widget" / "train" / "good" / "000.png")
     assert len(load_split(tmp_path, "widget", "train")) == 1
-    with pytest.raises(PatchbenchError, match=r"widget has no test folder.*expected"):
+    with pytest.raises(DatasetError, match=r"widget has no test folder.*expected"):
         load_split(tmp_path, "widget", "test")
 
 
 def test_missing_mask_names_image_and_expected_mask(tmp_path):
     folder = make_category(tmp_path, "widget", defects={"crack": 2})
     (folder / "ground_truth" / "crack" / "001_mask.png").unlink()
-    with pytest.raises(PatchbenchError) as error:
+    with pytest.raises(DatasetError) as error:
         load_split(tmp_path, "widget", "test")
     message = str(error.value)
     assert str(folder / "test" / "crack" / "001.png") in message
@@ -456,7 +456,7 @@ def test_unreadable_image_is_named(tmp_path):
     good = write_png(tmp_path / "ok.png")
     garbage = tmp_path / "garbage.png"
     garbage.write_bytes(b"this is not a png at all" * 10)
-    with pytest.raises(PatchbenchError) as error:
+    with pytest.raises(DatasetError) as error:
         read_images([good, garbage])
     assert str(garbage) in str(error.value) and "replace or remove" in str(error.value)
 
@@ -466,7 +466,7 @@ def test_truncated_image_is_named(tmp_path):
     whole = write_png(tmp_path / "whole.png", noise)
     cut = tmp_path / "cut.png"
     cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
-    with pytest.raises(PatchbenchError, match="cut.png"):
+    with pytest.raises(DatasetError, match="cut.png"):
         read_images([cut])
 
 
@@ -507,7 +507,7 @@ def test_mask_of_another_size_names_both_files(tmp_path):
     mask_path = folder / "ground_truth" / "crack" / "000_mask.png"
     write_png(mask_path, np.zeros((20, 24), np.uint8))
     samples = load_split(tmp_path, "widget", "test")
-    with pytest.raises(PatchbenchError) as error:
+    with pytest.raises(DatasetError) as error:
         read_masks(samples, resize=32, crop=32)
     message = str(error.value)
     assert str(mask_path) in message and str(folder / "test" / "crack" / "000.png") in message
@@ -517,7 +517,7 @@ def test_mask_of_another_size_names_both_files(tmp_path):
 def test_unreadable_mask_is_named(tmp_path):
     bad = tmp_path / "bad_mask.png"
     bad.write_bytes(b"\x89PNG garbage")
-    with pytest.raises(PatchbenchError, match="bad_mask.png"):
+    with pytest.raises(DatasetError, match="bad_mask.png"):
         read_masks([bad])
 
 

@@ -10,9 +10,7 @@ from scipy import ndimage
 from sklearn import metrics as skm
 
 import metrics
-from bench.errors import PatchbenchError
-from metrics import MetricWarning
-
+from metrics import MetricError, MetricWarning
 
 # ---------------------------------------------------------------- test data
 
@@ -376,13 +374,13 @@ def _call(name, bad_scores):
     return getattr(metrics, name)(masks, maps, method="padim")
 
 
-ALL_FUNCTIONS = [name for name in metrics.__all__ if name != "MetricWarning"]
+ALL_FUNCTIONS = [name for name in metrics.__all__ if name not in ("MetricError", "MetricWarning")]
 
 
 @pytest.mark.parametrize("name", ALL_FUNCTIONS)
 @pytest.mark.parametrize("bad", [[np.nan, np.nan], [np.inf, -np.inf], [np.nan, np.inf]])
 def test_non_finite_scores_raise_naming_the_method(name, bad):
-    with pytest.raises(PatchbenchError, match=r"method 'padim' returned 2 NaN/inf"):
+    with pytest.raises(MetricError, match=r"method 'padim' returned 2 NaN/inf"):
         _call(name, bad)
 
 
@@ -390,24 +388,24 @@ def test_non_finite_scores_raise_naming_the_method(name, bad):
     "name", ["pixel_auroc", "pixel_average_precision", "pixel_f1_max", "au_pro", "pro_curve"]
 )
 def test_shape_mismatch_raises(name):
-    with pytest.raises(PatchbenchError, match=r"shape \(2, 8, 8\).*shape \(2, 4, 4\)"):
+    with pytest.raises(MetricError, match=r"shape \(2, 8, 8\).*shape \(2, 4, 4\)"):
         getattr(metrics, name)(np.zeros((2, 4, 4)), np.zeros((2, 8, 8)), method="spade")
 
 
 def test_image_length_mismatch_raises():
-    with pytest.raises(PatchbenchError, match="one score per test image"):
+    with pytest.raises(MetricError, match="one score per test image"):
         metrics.image_auroc([0, 1, 1], [0.1, 0.2])
 
 
 def test_non_binary_masks_raise():
     masks = np.zeros((1, 4, 4), dtype=np.uint8)
     masks[0, 0, 0] = 255
-    with pytest.raises(PatchbenchError, match="0 or 1"):
+    with pytest.raises(MetricError, match="0 or 1"):
         metrics.au_pro(masks, np.zeros((1, 4, 4)))
 
 
 @pytest.mark.parametrize("limit", [0, -0.1, 1.5])
 def test_bad_fpr_limit_raises(limit):
     masks, maps = random_pixel_data(0)
-    with pytest.raises(PatchbenchError, match="fpr_limit"):
+    with pytest.raises(MetricError, match="fpr_limit"):
         metrics.au_pro(masks, maps, fpr_limit=limit)

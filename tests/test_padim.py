@@ -3,9 +3,8 @@
 import numpy as np
 import pytest
 
-from bench.errors import PatchbenchError
 from methods.backend import backend
-from methods.base import FeatureSet
+from methods.base import FeatureSet, MethodError
 from methods.maps import anomaly_map
 from methods.padim import Padim, channel_subset, feature_count, padim_embedding
 from feature_fixtures import random_features
@@ -94,7 +93,7 @@ def test_feature_count_rules():
     assert feature_count(1792, None) == 550
     assert feature_count(1792, 200) == 200
     assert feature_count(18, 18) == 18
-    with pytest.raises(PatchbenchError, match="--padim-features"):
+    with pytest.raises(MethodError, match="--padim-features"):
         feature_count(18, 19)
     sub = channel_subset(1792, 550, 0)
     assert sub.shape == (550,) and len(set(sub.tolist())) == 550 and sub.max() < 1792
@@ -102,17 +101,17 @@ def test_feature_count_rules():
 
 def test_unknown_channel_count_needs_the_flag():
     f = random_features(3, 0)  # 4 + 6 + 8 = 18 channels: no default
-    with pytest.raises(PatchbenchError, match="--padim-features") as err:
+    with pytest.raises(MethodError, match="--padim-features") as err:
         Padim().fit(f)
     assert "18 channels" in str(err.value)
     assert Padim(n_features=5).fit(f).channels_.shape == (5,)
 
 
 def test_needs_two_training_images_and_a_matching_test_grid():
-    with pytest.raises(PatchbenchError, match="at least 2"):
+    with pytest.raises(MethodError, match="at least 2"):
         Padim(n_features=5).fit(random_features(1, 0))
     model = Padim(n_features=5).fit(random_features(4, 0))
-    with pytest.raises(PatchbenchError, match="same backbone"):
+    with pytest.raises(MethodError, match="same backbone"):
         model.predict(random_features(2, 1, channels=(4, 6, 9)))
 
 
