@@ -6,17 +6,22 @@ import importlib
 import importlib.util
 import sys
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 import pluggy
 
 from bench import hookspecs
 from bench.errors import PatchbenchError
 
+if TYPE_CHECKING:
+    from methods.base import AnomalyMethod
+
 BUILTIN_PLUGINS = ("methods.patchcore", "methods.padim", "methods.spade")
 ENTRY_POINT_GROUP = "patchbench"
 
 
-def import_plugin(spec: str):
+def import_plugin(spec: str) -> ModuleType:
     """Import ``spec``: a dotted module name, or the path of a ``.py`` file."""
     path = Path(spec)
     if spec.endswith(".py") or path.is_file():
@@ -52,9 +57,9 @@ def plugin_manager(extra: tuple[str, ...] | list[str] = ()) -> pluggy.PluginMana
     return manager
 
 
-def available_methods(manager: pluggy.PluginManager) -> dict[str, type]:
+def available_methods(manager: pluggy.PluginManager) -> dict[str, type[AnomalyMethod]]:
     """Method classes by name from every registered plugin; two methods of one name are an error."""
-    found: dict[str, type] = {}
+    found: dict[str, type[AnomalyMethod]] = {}
     for plugin_classes in manager.hook.patchbench_methods():
         for cls in plugin_classes:
             name = getattr(cls, "name", "")
