@@ -49,11 +49,33 @@ class Prediction:
 
 
 class AnomalyMethod:
-    """Base class for method plugins. Subclasses set ``name`` and ``layers``.
+    """Base class for method plugins, handed to the harness by a ``patchbench_methods`` hook.
 
-    ``from_config`` builds the method from the run's options (an
-    ``argparse.Namespace`` that carries ``seed`` and every flag plugins added);
-    override it to read your own flags.
+    A subclass sets ``name`` (unique; what ``--methods`` selects) and
+    ``layers`` (the backbone layers it reads, from ``layer1``..``layer4`` and
+    ``avgpool``), and implements ``fit`` and ``predict``. ``from_config``
+    builds the method from the run's options (an ``argparse.Namespace`` that
+    carries ``seed`` and every flag plugins added); override it to read your
+    own flags.
+
+    The rules a method follows, on which the run header, ``--save-models``
+    and ``bench.py predict`` rely (``bench.models`` writes and reads models):
+
+    - Hyper-parameters: every ``__init__`` argument is stored in an attribute
+      of the same name (``get_params``), and its value is one JSON can hold:
+      None, bool, int, finite float, str, or lists, tuples and string-keyed
+      dicts of these (NumPy scalars are saved as the Python number they hold).
+      A saved model is rebuilt as ``cls(**params)``.
+    - Fitted state: ``fit`` keeps what ``predict`` needs in public attributes
+      whose names end in ``_`` (``memory_bank_``), each a NumPy array (any
+      dtype but ``object``: arrays are saved without pickle) or a value JSON
+      can hold, as above (``grid_shape_``). A loaded model is given exactly
+      these attributes back, without calling ``fit``; private attributes
+      (``_cache``) are not saved, so ``predict`` must not need them. Saving
+      refuses any other value in these attributes, and a method with none.
+    - ``model_size_bytes`` counts the arrays of the fitted state.
+    - The features given to ``fit`` and ``predict`` are read-only and shared
+      by every method of the run: compute into new arrays.
     """
 
     name: ClassVar[str] = ""
