@@ -33,7 +33,7 @@ import argparse
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from bench.hookspecs import hookimpl
+from bench import hookimpl
 from methods.backend import use_paddle
 from methods.base import AnomalyMethod, FeatureSet, MethodError, Prediction
 from methods.maps import anomaly_map, resize_nearest
@@ -273,7 +273,7 @@ class Padim(AnomalyMethod):
 
 
 @hookimpl
-def patchbench_add_options(parser):
+def patchbench_add_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("padim")
     group.add_argument(
         "--padim-features", type=positive_int, default=None, metavar="N",
@@ -283,7 +283,7 @@ def patchbench_add_options(parser):
 
 
 @hookimpl
-def patchbench_check_options(options):
+def patchbench_check_options(options: argparse.Namespace) -> None:
     total = BACKBONE_CHANNELS.get(options.backbone)
     if options.padim_features is not None and total is not None and options.padim_features > total:
         raise argparse.ArgumentTypeError(
@@ -293,5 +293,5 @@ def patchbench_check_options(options):
 
 
 @hookimpl
-def patchbench_methods():
+def patchbench_methods() -> list[type[AnomalyMethod]]:
     return [Padim]

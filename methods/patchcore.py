@@ -16,10 +16,12 @@
 
 from __future__ import annotations
 
+import argparse
+
 import numpy as np
 from scipy.ndimage import uniform_filter
 
-from bench.hookspecs import hookimpl
+from bench import hookimpl
 from methods.base import AnomalyMethod, FeatureSet, Prediction
 from methods.coreset import greedy_coreset
 from methods.maps import anomaly_map, resize_bilinear
@@ -129,7 +131,7 @@ class PatchCore(AnomalyMethod):
 
 
 @hookimpl
-def patchbench_add_options(parser):
+def patchbench_add_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("patchcore")
     group.add_argument(
         "--coreset-ratio", type=float_range(0.0, 1.0, low_open=True), default=0.1,
@@ -142,5 +144,5 @@ def patchbench_add_options(parser):
 
 
 @hookimpl
-def patchbench_methods():
+def patchbench_methods() -> list[type[AnomalyMethod]]:
     return [PatchCore]

@@ -26,9 +26,11 @@ GPU, in Paddle (see ``methods.backend``).
 
 from __future__ import annotations
 
+import argparse
+
 import numpy as np
 
-from bench.hookspecs import hookimpl
+from bench import hookimpl
 from methods.backend import use_paddle
 from methods.base import AnomalyMethod, FeatureSet, MethodError, Prediction
 from methods.maps import resize_bilinear, smooth
@@ -141,7 +143,7 @@ class Spade(AnomalyMethod):
 
 
 @hookimpl
-def patchbench_add_options(parser):
+def patchbench_add_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("spade")
     group.add_argument(
         "--spade-top-k", type=positive_int, default=50, metavar="K",
@@ -151,5 +153,5 @@ def patchbench_add_options(parser):
 
 
 @hookimpl
-def patchbench_methods():
+def patchbench_methods() -> list[type[AnomalyMethod]]:
     return [Spade]
