@@ -130,17 +130,31 @@ class PatchCore(AnomalyMethod):
         return Prediction(scores=scores.astype(np.float64), maps=maps)
 
 
+# Flags are prefixed with the method's name (the rule of bench.hookspecs); each keeps its
+# first spelling as a hidden alias, so older command lines and ``--resume`` of older runs parse.
+FLAG_ALIASES = {"--patchcore-coreset-ratio": "--coreset-ratio", "--patchcore-num-neighbors": "--num-neighbors"}
+
+
 @hookimpl
 def patchbench_add_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("patchcore")
-    group.add_argument(
-        "--coreset-ratio", type=float_range(0.0, 1.0, low_open=True), default=0.1,
-        help="fraction of training patch features kept in PatchCore's memory bank (default 0.1; > 0 and <= 1)",
-    )
-    group.add_argument(
-        "--num-neighbors", type=positive_int, default=9,
-        help="b in PatchCore's re-weighted image score, Eq. 7 (default 9; 1 = plain max; at least 1)",
-    )
+    flags = {
+        "--patchcore-coreset-ratio": dict(
+            dest="coreset_ratio", type=float_range(0.0, 1.0, low_open=True), default=0.1, metavar="RATIO",
+            help="fraction of training patch features kept in PatchCore's memory bank "
+                 "(default 0.1; > 0 and <= 1). Formerly --coreset-ratio, still accepted",
+        ),
+        "--patchcore-num-neighbors": dict(
+            dest="num_neighbors", type=positive_int, default=9, metavar="B",
+            help="b in PatchCore's re-weighted image score, Eq. 7; 1 is the plain maximum "
+                 "(default 9; at least 1). Formerly --num-neighbors, still accepted",
+        ),
+    }
+    for flag, settings in flags.items():
+        group.add_argument(flag, **settings)
+        # A second argument rather than a second option string of the first: argparse then names
+        # the spelling the user typed in its errors, and the help lists only the new name.
+        group.add_argument(FLAG_ALIASES[flag], **{**settings, "help": argparse.SUPPRESS})
 
 
 @hookimpl

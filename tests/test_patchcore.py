@@ -115,3 +115,29 @@ def test_any_bank_size_from_one_scores_with_nine_neighbours(bank_size):
     if bank_size == 1:
         ref_scores = ref_grids.max(axis=1)  # nothing to re-weight by: the plain maximum, as for b = 1
     np.testing.assert_allclose(pred.scores, ref_scores, rtol=1e-4)
+
+
+@pytest.mark.parametrize("ratio_flag, neighbors_flag", [
+    ("--patchcore-coreset-ratio", "--patchcore-num-neighbors"),
+    ("--coreset-ratio", "--num-neighbors"),  # the first spellings, kept so old command lines still run
+])
+def test_flags_reach_the_method_and_the_method_is_registered(ratio_flag, neighbors_flag):
+    from bench.cli import parse
+    from bench.plugins import available_methods
+
+    options, manager = parse([ratio_flag, "0.25", neighbors_flag, "3", "--seed", "5"])
+    assert available_methods(manager)["patchcore"] is PatchCore
+    model = PatchCore.from_config(options)
+    assert (model.coreset_ratio, model.num_neighbors, model.seed) == (0.25, 3, 5)
+    defaults = PatchCore.from_config(parse([])[0])
+    assert (defaults.coreset_ratio, defaults.num_neighbors) == (0.1, 9)
+
+
+@pytest.mark.parametrize("flag", ["--patchcore-coreset-ratio", "--coreset-ratio"])
+def test_a_bad_value_is_reported_under_the_spelling_typed(flag, capsys):
+    from bench.cli import parse
+
+    with pytest.raises(SystemExit) as exit_info:
+        parse([flag, "0"])
+    assert exit_info.value.code == 2
+    assert f"error: argument {flag}: must be a number > 0 and <= 1, got 0" in capsys.readouterr().err
