@@ -20,6 +20,7 @@ import argparse
 
 import numpy as np
 from scipy.ndimage import uniform_filter
+from scipy.special import softmax  # subtracts the largest entry first: cannot overflow
 
 from bench import hookimpl
 from methods.base import AnomalyMethod, FeatureSet, Prediction
@@ -39,12 +40,6 @@ def patch_embedding(features: FeatureSet) -> np.ndarray:
     layer2 = local_average(features["layer2"])
     layer3 = resize_bilinear(local_average(features["layer3"]), layer2.shape[-2:])
     return np.concatenate([layer2, layer3], axis=1).transpose(0, 2, 3, 1).astype(np.float32)
-
-
-def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
-    """Softmax that cannot overflow: the largest entry is subtracted first."""
-    z = np.exp(x - x.max(axis=axis, keepdims=True))
-    return z / z.sum(axis=axis, keepdims=True)
 
 
 def reweighted_image_scores(
