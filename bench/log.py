@@ -22,7 +22,16 @@ _quiet = False
 
 
 class _TqdmSafeHandler(logging.StreamHandler):
-    """Writes around an active progress bar instead of through it."""
+    """Writes around an active progress bar instead of through it, to the current ``sys.stderr``.
+
+    Not ``tqdm.contrib.logging.logging_redirect_tqdm``: that context manager
+    swaps in a handler without the replaced one's level (so ``--quiet`` would
+    print INFO, and DEBUG would reach the terminal), binds the stream once on
+    entry (this handler looks ``sys.stderr`` up at each record, so it follows
+    a replaced one, such as pytest's capture), and on exit puts back the
+    handler list it found, dropping a run log attached in between. The
+    handler class it uses is private.
+    """
 
     def emit(self, record):
         try:
