@@ -1,29 +1,16 @@
-"""The greedy coreset against a plain float64 loop written here: same selection, bounds that never
-skip a point that moves, seeding, the projection, the Paddle path against the NumPy one."""
+"""The greedy coreset against the textbook float64 loop (``methods.coreset_reference``): same
+selection, bounds that never skip a point that moves, seeding, the projection, the Paddle path
+against the NumPy one."""
 
 import numpy as np
 import pytest
 
 from methods import backend as kernel_backend
-from methods.coreset import (
-    LeafLayout,
-    PrunedSearch,
-    greedy_coreset,
-    greedy_numpy,
-    greedy_paddle,
-)
-
-
-def plain_greedy(points, start, n_select):
-    """Textbook k-center greedy in float64: the farthest point from the chosen set, one at a time."""
-    points = points.astype(np.float64)
-    chosen = [start]
-    min_d = np.full(len(points), np.inf)
-    while len(chosen) < n_select:
-        min_d = np.minimum(min_d, np.linalg.norm(points - points[chosen[-1]], axis=1))
-        min_d[chosen[-1]] = -np.inf
-        chosen.append(int(np.argmax(min_d)))
-    return np.array(chosen)
+from methods.coreset import greedy_coreset, random_projection
+from methods.coreset_layout import LeafLayout
+from methods.coreset_paddle import greedy_paddle
+from methods.coreset_pruned import PrunedSearch, greedy_numpy
+from methods.coreset_reference import plain_greedy
 
 
 def tie_gaps(points, selected):
@@ -141,6 +128,17 @@ def test_lowest_index_wins_an_exact_tie():
     assert greedy_numpy(x, 0, 3).tolist() == plain_greedy(x, 0, 3).tolist() == [0, 1, 2]
 
 
+def test_selection_is_made_on_the_projection():
+    x = np.random.default_rng(2).normal(size=(500, 200)).astype(np.float32)
+    got = greedy_coreset(x, 40, projection_dim=32, seed=5)
+    projected = random_projection(x, 32, seed=5)
+    assert projected.shape == (500, 32)
+    np.testing.assert_array_equal(got, plain_greedy(projected, got[0], 40))
+    # The projection roughly keeps distances (Johnson-Lindenstrauss), so it is no arbitrary map.
+    ratio = np.linalg.norm(projected[0] - projected[1]) / np.linalg.norm(x[0] - x[1])
+    assert 0.6 < ratio < 1.4
+
+
 def test_seeding():
     x = low_rank(2000, 40, 5, seed=4)
     a = greedy_coreset(x, 50, seed=7)
@@ -175,6 +173,18 @@ def test_layout_is_a_permutation_in_balls_that_hold_their_points():
 def test_no_progress_bar_off_a_terminal(capsys):
     greedy_coreset(np.random.default_rng(0).normal(size=(300, 8)).astype(np.float32), 100)
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("paddle", [False, True])
+def test_progress_callback_counts_up_to_the_selection(paddle, capsys):
+    x = np.random.default_rng(0).normal(size=(3000, 8)).astype(np.float32)
+    calls = []
+    with kernel_backend.backend("paddle" if paddle else "numpy"):
+        got = greedy_coreset(x, 700, seed=1, progress=lambda done, total: calls.append((done, total)))
+    assert len(got) == 700 and capsys.readouterr().err == ""
+    done = [d for d, _ in calls]
+    assert len(calls) > 2 and done == sorted(done) and calls[-1] == (700, 700)
+    assert {total for _, total in calls} == {700}
 
 
 # --- the Paddle path (the GPU's), here on CPU tensors --------------------------------------------

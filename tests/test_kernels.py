@@ -1,5 +1,5 @@
-"""Nearest neighbours, greedy coreset, map resizing and Mahalanobis distances against plain
-computations written here; the Paddle kernels against the NumPy ones; the backend choice."""
+"""Nearest neighbours, map resizing and Mahalanobis distances against plain computations written
+here; the Paddle kernels against the NumPy ones; the backend choice. (The greedy coreset: test_coreset.py.)"""
 
 import os
 import subprocess
@@ -13,7 +13,6 @@ import methods.padim as padim_module
 from methods.base import MethodError
 from methods import backend as kernel_backend
 from methods import nearest as nearest_module
-from methods.coreset import greedy_coreset, random_projection
 from methods.maps import anomaly_map, resize_bilinear, resize_nearest
 from methods.nearest import nearest_neighbors, nearest_neighbors_numpy, nearest_neighbors_paddle
 from methods.padim import gaussian_per_position, mahalanobis, mahalanobis_numpy, mahalanobis_paddle
@@ -42,51 +41,6 @@ def test_nearest_neighbors_caps_k_and_handles_coincident_points():
     d, i = nearest_neighbors(b[:1], b, k=10)
     assert d.shape == (1, 3) and i.shape == (1, 3)
     assert np.all(d >= 0) and np.all(d < 1e-3)
-
-
-def plain_greedy(points, start, n_select):
-    """Textbook k-center greedy in float64: farthest point from the chosen set, one at a time."""
-    points = points.astype(np.float64)
-    chosen = [start]
-    min_d = np.linalg.norm(points - points[start], axis=1)
-    while len(chosen) < n_select:
-        nxt = int(np.argmax(min_d))
-        chosen.append(nxt)
-        min_d = np.minimum(min_d, np.linalg.norm(points - points[nxt], axis=1))
-    return np.array(chosen)
-
-
-@pytest.mark.parametrize("n,d,n_select", [(300, 16, 30), (1000, 64, 100)])
-def test_greedy_coreset_is_the_plain_greedy_selection(n, d, n_select):
-    x = np.random.default_rng(1).normal(size=(n, d)).astype(np.float32)
-    got = greedy_coreset(x, n_select, projection_dim=None, seed=3)
-    assert got.dtype == np.int64 and got.shape == (n_select,)
-    np.testing.assert_array_equal(got, plain_greedy(x, got[0], n_select))
-
-
-def test_greedy_coreset_selects_on_the_projection():
-    x = np.random.default_rng(2).normal(size=(500, 200)).astype(np.float32)
-    got = greedy_coreset(x, 40, projection_dim=32, seed=5)
-    projected = random_projection(x, 32, seed=5)
-    assert projected.shape == (500, 32)
-    np.testing.assert_array_equal(got, plain_greedy(projected, got[0], 40))
-    # The projection roughly keeps distances (Johnson-Lindenstrauss), so it is no arbitrary map.
-    ratio = np.linalg.norm(projected[0] - projected[1]) / np.linalg.norm(x[0] - x[1])
-    assert 0.6 < ratio < 1.4
-
-
-def test_greedy_coreset_is_seeded_and_distinct():
-    x = np.random.default_rng(4).normal(size=(400, 8)).astype(np.float32)
-    a = greedy_coreset(x, 50, seed=7)
-    np.testing.assert_array_equal(a, greedy_coreset(x, 50, seed=7))
-    assert not np.array_equal(a, greedy_coreset(x, 50, seed=8))
-    dup = np.repeat(x[:5], 4, axis=0)
-    assert len(set(greedy_coreset(dup, 12, seed=0).tolist())) == 12
-
-
-def test_greedy_coreset_rejects_impossible_sizes():
-    with pytest.raises(ValueError):
-        greedy_coreset(np.zeros((5, 2), np.float32), 6)
 
 
 def test_resizes_match_paddle_interpolate():
