@@ -6,10 +6,10 @@ and the predict step of PatchCore, PaDiM and SPADE. Every input is seeded, so
 two runs time the same work. Printed as a Markdown table; ``--output FILE``
 writes it too.
 
-Default sizes are those of one MVTec AD category with resnet18 at 224 x 224
-(784 layer2 positions per image; about 200 training images give 160,000 patch
-features of 384 dims; a 10 % memory bank holds 16,000). ``--quick`` shrinks
-everything to run in seconds.
+Default sizes are those of one MVTec AD category with resnet18 at 224 x 224;
+``--quick`` shrinks everything to run in seconds. The inputs and their sizes
+come from ``bench.profile_inputs``, the plain reference loop from
+``methods.coreset_reference``.
 """
 
 from __future__ import annotations
@@ -22,36 +22,7 @@ from typing import Callable
 
 import numpy as np
 
-# resnet18 channels of layer1..layer3 and the grid each has at 224 x 224.
-RESNET18 = {"layer1": (64, 56), "layer2": (128, 28), "layer3": (256, 14)}
-RESNET18_POOLED = 512  # avgpool pools layer4
-
-
-@dataclass(frozen=True)
-class Sizes:
-    """Problem sizes of one profile."""
-
-    image_size: int = 224
-    images: int = 32  # for feature extraction
-    batch_size: int = 8
-    points: int = 160_000  # coreset input, 384-dim patch features
-    reference_steps: int = 500  # steps of the plain loop timed, the rest extrapolated
-    queries: int = 784  # one image's layer2 positions
-    bank: int = 16_000  # a 10 % memory bank of 160,000
-    train_images: int = 40  # PaDiM's Gaussians
-    spade_train_images: int = 60  # SPADE needs more than its K = 50 neighbours
-    predict_images: int = 8
-
-    @property
-    def grid(self) -> dict[str, tuple[int, int]]:
-        """Channels and side of layer1..3 at this image size."""
-        scale = self.image_size / 224
-        return {name: (c, max(1, round(side * scale))) for name, (c, side) in RESNET18.items()}
-
-
-FULL = Sizes()
-QUICK = Sizes(image_size=64, images=4, batch_size=4, points=6_000, reference_steps=100, queries=64,
-              bank=600, train_images=6, spade_train_images=6, predict_images=2)
+from bench.profile_inputs import FULL, QUICK, Sizes, gaussian_features, patch_like_features, resnet18_features
 
 
 @dataclass(frozen=True)
@@ -61,49 +32,6 @@ class Row:
     seconds: float
     per_unit: str
     notes: str = ""
-
-
-# --- seeded inputs -----------------------------------------------------------------------------
-
-
-def patch_like_features(n: int, dim: int = 384, seed: int = 0) -> np.ndarray:
-    """``[n, dim]`` float32 features shaped like CNN patch features, seeded.
-
-    Non-negative (post-ReLU) mixtures of a 48-dim latent with a decaying
-    spectrum around 8 "scene" clusters: after the 128-dim projection, 90 % of
-    the variance lies in about 13 directions and 99 % in about 80. Real
-    ImageNet features of one MVTec category are structured like this; pure
-    noise (``gaussian_features``) is the coreset's worst case.
-    """
-    rng = np.random.default_rng(seed)
-    latent = 48
-    scale = (1.0 / np.arange(1, latent + 1) ** 0.8).astype(np.float32)
-    scenes = 2 * rng.standard_normal((8, latent), dtype=np.float32)
-    z = scenes[rng.integers(8, size=n)] + rng.standard_normal((n, latent), dtype=np.float32)
-    mixing = rng.standard_normal((latent, dim), dtype=np.float32)
-    x = (z * scale) @ mixing
-    x += 0.3 * rng.standard_normal((n, dim), dtype=np.float32)
-    return np.maximum(x, 0, out=x)
-
-
-def gaussian_features(n: int, dim: int = 384, seed: int = 0) -> np.ndarray:
-    """``[n, dim]`` float32 standard normal: no structure for the coreset's bounds to use."""
-    return np.random.default_rng(seed).standard_normal((n, dim), dtype=np.float32)
-
-
-def resnet18_features(n: int, sizes: Sizes, layers, seed: int):
-    """A ``FeatureSet`` of ``n`` images with resnet18's layer shapes (and ``avgpool`` ``[n, 512]``)."""
-    from methods.base import FeatureSet
-
-    rng = np.random.default_rng(seed)
-    out = {}
-    for name in layers:
-        if name == "avgpool":
-            out[name] = np.abs(rng.standard_normal((n, RESNET18_POOLED), dtype=np.float32))
-            continue
-        channels, side = sizes.grid[name]
-        out[name] = np.abs(rng.standard_normal((n, channels, side, side), dtype=np.float32))
-    return FeatureSet(out, (sizes.image_size, sizes.image_size))
 
 
 # --- timing ------------------------------------------------------------------------------------
@@ -142,29 +70,6 @@ def extraction_row(sizes: Sizes, backbone: str, seed: int) -> Row:
                f"random weights, layer1-3, {net.device}; best of 2 after a warm-up batch")
 
 
-def plain_coreset(points: np.ndarray, start: int, steps: int) -> np.ndarray:
-    """The straightforward greedy loop for ``steps`` steps: ``[steps + 1]`` indices.
-
-    points: ``[N, d]`` float32. Each step is one matrix-vector product over all
-    points and an in-place ``np.minimum``; the reference the project's coreset
-    is measured against.
-    """
-    sq = np.einsum("ij,ij->i", points, points)
-    min_sq = np.full(len(points), np.inf, dtype=np.float32)
-    dist = np.empty(len(points), dtype=np.float32)
-    chosen = [start]
-    for _ in range(steps):
-        centre = chosen[-1]
-        np.matmul(points, points[centre], out=dist)
-        dist *= -2.0
-        dist += sq
-        dist += sq[centre]
-        np.minimum(min_sq, dist, out=min_sq)
-        min_sq[centre] = -np.inf
-        chosen.append(int(np.argmax(min_sq)))
-    return np.array(chosen, dtype=np.int64)
-
-
 def coreset_rows(sizes: Sizes, seed: int, full_reference: bool) -> list[Row]:
     """The project's coreset on patch-like and on unstructured features, and the plain loop."""
     from methods.backend import use_paddle
@@ -196,9 +101,11 @@ def reference_row(points, start, steps, n_select, threads, chosen, project_secon
     (None: the default), compared with the project's selection ``chosen``."""
     from threadpoolctl import threadpool_info, threadpool_limits
 
+    from methods.coreset_reference import plain_greedy
+
     with threadpool_limits(limits=threads, user_api="blas"):
         used = max(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas")
-        seconds, ref = best_time(lambda: plain_coreset(points, start, steps), 1)
+        seconds, ref = best_time(lambda: plain_greedy(points, start, steps + 1, dtype=np.float32), 1)
     total = seconds * (n_select - 1) / max(1, steps)
     prefix = chosen[: len(ref)]
     same = len(ref) if np.array_equal(ref, prefix) else int(np.argmax(ref != prefix))

@@ -10,7 +10,7 @@ batch of 4. Inputs are seeded, so every commit times the same work.
 import numpy as np
 import pytest
 
-from bench.profile import FULL, patch_like_features, resnet18_features
+from bench.profile_inputs import FULL, patch_like_features, resnet18_features
 from methods.coreset import greedy_coreset
 from methods.nearest import nearest_neighbors
 from methods.padim import Padim

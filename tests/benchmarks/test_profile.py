@@ -6,8 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.profile import main, patch_like_features, plain_coreset
+from bench.profile import main
+from bench.profile_inputs import patch_like_features
 from methods.coreset import greedy_coreset, random_projection
+from methods.coreset_reference import plain_greedy
 
 REPO = Path(__file__).resolve().parents[2]
 ROWS = [
@@ -47,7 +49,7 @@ def test_plain_reference_is_the_projects_selection():
     features = patch_like_features(2000, 384, seed=1)
     chosen = greedy_coreset(features, 200, seed=2)
     points = random_projection(features, 128, 2)
-    np.testing.assert_array_equal(plain_coreset(points, int(chosen[0]), 199), chosen)
+    np.testing.assert_array_equal(plain_greedy(points, int(chosen[0]), 200, dtype=np.float32), chosen)
 
 
 def test_the_command_dispatches_to_profile():
