@@ -136,11 +136,11 @@ def run_command(argv: list[str]) -> int:
     options, manager = parse(argv)
     folder = None
     if options.resume is not None:
-        from bench.runner import RunFolder
+        from reports.runfolder import RunFolder
 
         folder = RunFolder.open(options.resume)
-        options, manager = parse(folder.settings["argv"])
-    options.argv = list(argv) if folder is None else folder.settings["argv"]
+        options, manager = parse(folder.settings.argv)
+    options.argv = list(argv) if folder is None else folder.settings.argv
     log.setup(quiet=options.quiet)
     registered = available_methods(manager)
     if options.list_methods:
@@ -152,7 +152,7 @@ def run_command(argv: list[str]) -> int:
     from datasets import ensure_synthetic, resolve_categories
 
     if folder is not None:
-        data_root = Path(folder.settings["header"]["data"])
+        data_root = Path(folder.settings.data)
     elif options.data_path is not None:
         data_root = options.data_path.resolve()
     else:

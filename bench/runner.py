@@ -9,8 +9,6 @@ is recorded with its reason and the run goes on with the next.
 from __future__ import annotations
 
 import contextlib
-import datetime as _dt
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +18,6 @@ import numpy as np
 import pandas as pd
 
 import metrics
-from bench.atomic import write_atomic, write_text_atomic
 from bench.errors import USER_ERRORS, PatchbenchError
 from bench.features import FeatureCache, default_cache_dir
 from bench.log import attach_run_log, detach_run_log, logger, progress
@@ -31,11 +28,9 @@ from datasets import load_split, read_masks, resolve_categories
 from methods.base import AnomalyMethod, FeatureSet, Prediction
 from reports.html import write_report
 from reports.predictions import prediction_path, save_predictions
-from reports.tables import markdown_tables, table_columns
+from reports.runfolder import RunFolder, RunSettings
 
 MB = 2**20
-RUN_FILE = "run.json"
-RESULTS_CSV = "results.csv"
 
 
 @dataclass
@@ -46,19 +41,6 @@ class RunResult:
     @property
     def failed(self) -> bool:
         return "error" in self.results and self.results["error"].notna().any()
-
-
-def new_run_dir(parent: Path) -> Path:
-    """A fresh folder under ``parent`` named after the current time."""
-    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    for suffix in [""] + [f"-{i}" for i in range(1, 1000)]:
-        path = Path(parent) / f"{stamp}{suffix}"
-        try:
-            path.mkdir(parents=True)
-            return path
-        except FileExistsError:
-            continue
-    raise PatchbenchError(f"cannot create a run folder under {parent}; clean it up")
 
 
 def check_prediction(method: str, prediction: Prediction, n: int, image_size: tuple[int, int]) -> None:
@@ -114,65 +96,18 @@ def shared_features_guard(cls: type[AnomalyMethod]):
         ) from exc
 
 
-def method_settings(methods: dict[str, type[AnomalyMethod]], options) -> dict[str, str]:
-    """Each method's hyper-parameters as the run sets them, ``{"<name> settings": "a=1, b=2"}``,
-    for the run header (so results.md and ``compare`` show them)."""
+def method_settings(methods: dict[str, type[AnomalyMethod]], options) -> dict[str, dict]:
+    """Each method's hyper-parameters as the run sets them, ``{name: {param: value}}``, for run.json
+    (so results.md and ``compare`` show them); values JSON cannot hold are written as text."""
     settings = {}
     for name, cls in methods.items():
         try:
             params = cls.from_config(options).get_params()
-            text = ", ".join(f"{key}={value}" for key, value in params.items()) or "(none)"
         except Exception as exc:  # noqa: BLE001 - a plugin's bad constructor fails its rows, not the run
-            text = f"(not recorded: {type(exc).__name__}: {exc})"
-        settings[f"{name} settings"] = text
+            params = {"not recorded": f"{type(exc).__name__}: {exc}"}
+        settings[name] = {key: value if isinstance(value, (bool, int, float, str, type(None))) else repr(value)
+                          for key, value in params.items()}
     return settings
-
-
-class RunFolder:
-    """The files of one run: its settings (``run.json``), ``results.csv`` and ``results.md``."""
-
-    def __init__(self, path: Path, settings: dict):
-        self.path = Path(path)
-        self.settings = settings
-
-    @classmethod
-    def create(cls, parent: Path, settings: dict) -> "RunFolder":
-        folder = cls(new_run_dir(parent), settings)
-        write_text_atomic(folder.path / RUN_FILE, json.dumps(settings, indent=2))
-        return folder
-
-    @classmethod
-    def open(cls, path: Path) -> "RunFolder":
-        """An existing run folder, to be resumed."""
-        run_file = Path(path) / RUN_FILE
-        try:
-            settings = json.loads(run_file.read_text())
-        except (OSError, ValueError) as exc:
-            raise PatchbenchError(
-                f"cannot resume from {path}: {run_file} is missing or unreadable ({exc}); "
-                "pass the folder of a run that patchbench started"
-            ) from None
-        return cls(Path(path), settings)
-
-    def finished_rows(self) -> list[dict]:
-        """Rows of an earlier attempt that completed without error."""
-        csv = self.path / RESULTS_CSV
-        if not csv.exists():
-            return []
-        table = pd.read_csv(csv)
-        if "error" in table:
-            table = table[table["error"].isna()].drop(columns="error")
-        return table.to_dict("records")
-
-    def write(self, rows: list[dict]) -> str:
-        """Write ``results.csv`` and ``results.md``; return the Markdown."""
-        results = pd.DataFrame(rows)
-        write_atomic(self.path / RESULTS_CSV, lambda tmp: results.to_csv(tmp, index=False))
-        header = "\n".join(f"- {key}: {value}" for key, value in self.settings["header"].items())
-        tables = markdown_tables(results, table_columns(self.settings["header"]["PRO FPR limit"]))
-        markdown = f"# patchbench results\n\n{header}\n\n{tables}"
-        write_text_atomic(self.path / "results.md", markdown)
-        return markdown
 
 
 def run(options, methods: dict[str, type[AnomalyMethod]], backbone, data_root: Path,
@@ -183,20 +118,13 @@ def run(options, methods: dict[str, type[AnomalyMethod]], backbone, data_root: P
     """
     out = out or sys.stdout
     categories = resolve_categories(data_root, options.category)
-    header = {
-        "data": str(data_root),
-        "categories": ", ".join(categories),
-        "backbone": options.backbone,
-        "weights": backbone.weights_used,
-        "image": f"resize {options.resize}, crop {options.crop}",
-        "seed": options.seed,
-        "PRO FPR limit": options.pro_fpr_limit,
-        "device": backbone.device,
-        **method_settings(methods, options),
-    }
     if folder is None:
-        folder = RunFolder.create(Path(options.output),
-                                  {"argv": options.argv, "header": header, "versions": versions()})
+        settings = RunSettings(
+            argv=list(options.argv), data=str(data_root), categories=categories, backbone=options.backbone,
+            weights=backbone.weights_used, resize=options.resize, crop=options.crop, seed=options.seed,
+            pro_fpr_limit=options.pro_fpr_limit, device=backbone.device,
+            methods=method_settings(methods, options), versions=versions())
+        folder = RunFolder.create(Path(options.output), settings)
     log_handler = attach_run_log(folder.path)
     logger.info("run folder: %s", folder.path)
     try:

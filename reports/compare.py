@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.atomic import write_atomic, write_text_atomic
-from reports.runfiles import fpr_limit, read_results, read_settings
+from reports.atomic import write_atomic, write_text_atomic
+from reports.runfolder import RunSettings, read_results, read_settings
 from reports.tables import MEMORY, SPEED, Column, has_values, table_columns
 
 KEY = ["category", "method"]
@@ -134,11 +134,11 @@ def means_markdown(means: pd.DataFrame, columns: tuple[Column, ...]) -> str:
     return f"{note}\n\n{table.to_markdown(index=False, disable_numparse=True)}\n"
 
 
-def settings_markdown(a: dict, b: dict) -> str:
-    """The header entries that differ, since a difference in numbers often starts there."""
-    keys = list(dict.fromkeys([*a["header"], *b["header"]]))
-    changed = [(k, a["header"].get(k, "–"), b["header"].get(k, "–")) for k in keys
-               if a["header"].get(k) != b["header"].get(k)]
+def settings_markdown(settings_a: RunSettings, settings_b: RunSettings) -> str:
+    """The settings that differ, since a difference in numbers often starts there."""
+    a, b = settings_a.header(), settings_b.header()
+    keys = list(dict.fromkeys([*a, *b]))
+    changed = [(k, a.get(k, "–"), b.get(k, "–")) for k in keys if a.get(k) != b.get(k)]
     if not changed:
         return ("Same settings (data, categories, backbone, weights, image, seed, PRO FPR limit and "
                 "each method's hyper-parameters).\n")
@@ -153,8 +153,8 @@ def failures_markdown(a: pd.DataFrame, b: pd.DataFrame) -> str:
     return "" if failed.empty else f"## Failed rows\n\n{failed.to_markdown(index=False)}\n"
 
 
-def compare_markdown(run_a: Path, run_b: Path, a: pd.DataFrame, b: pd.DataFrame, settings_a: dict,
-                     settings_b: dict, diff: pd.DataFrame, columns: tuple[Column, ...]) -> str:
+def compare_markdown(run_a: Path, run_b: Path, a: pd.DataFrame, b: pd.DataFrame, settings_a: RunSettings,
+                     settings_b: RunSettings, diff: pd.DataFrame, columns: tuple[Column, ...]) -> str:
     parts = [f"# patchbench comparison\n\n- A: {run_a}\n- B: {run_b}\n",
              "## Settings that differ\n\n" + settings_markdown(settings_a, settings_b),
              "## Means per method\n\n" + means_markdown(method_means(diff, columns), columns)]
@@ -185,7 +185,7 @@ def main(argv: list[str]) -> int:
     options = parser().parse_args(argv)
     a, b = read_results(options.run_a), read_results(options.run_b)
     settings_a, settings_b = read_settings(options.run_a), read_settings(options.run_b)
-    columns = compared_columns(a, b, fpr_limit(settings_b))
+    columns = compared_columns(a, b, settings_b.pro_fpr_limit)
     diff = differences(a, b, columns)
     markdown = compare_markdown(options.run_a, options.run_b, a, b, settings_a, settings_b, diff, columns)
     output = options.output or options.run_b / f"compare-{options.run_a.resolve().name}.md"

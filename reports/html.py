@@ -7,9 +7,9 @@ Everything is read back from the run folder, so an old run gets a report too:
 from __future__ import annotations
 
 import argparse
-
 import base64
 import html
+import logging
 import shlex
 import sys
 from pathlib import Path
@@ -18,16 +18,16 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from bench.atomic import write_text_atomic
-from bench.log import logger
 from reports import figures
-from bench.versions import versions
+from reports.atomic import write_text_atomic
 from reports.examples import category_examples
 from reports.predictions import load_predictions, prediction_path
-from reports.runfiles import fpr_limit, image_geometry, read_results, read_settings, requested_device
+from reports.runfolder import RunSettings, read_results, read_settings, requested_device
 from reports.tables import ACCURACY, MEMORY, SPEED, Column, has_values, metric_table, table_columns
 
 REPORT_FILE = "report.html"
+# The harness's logger, by name: reports imports nothing from bench.
+logger = logging.getLogger("patchbench")
 EXAMPLES_PER_CATEGORY = 4
 
 CSS = """
@@ -125,10 +125,10 @@ def tables_html(results: pd.DataFrame, columns: tuple[Column, ...]) -> str:
     return "\n".join(parts)
 
 
-def is_random_weights(settings: dict, results: pd.DataFrame) -> bool:
-    # The header says what the backbone ended up with ("imagenet" can fall back to random).
+def is_random_weights(settings: RunSettings, results: pd.DataFrame) -> bool:
+    # The settings say what the backbone ended up with ("imagenet" can fall back to random).
     in_rows = "weights" in results and (results["weights"].astype(str) == "random").any()
-    return settings["header"].get("weights") == "random" or bool(in_rows)
+    return settings.weights == "random" or bool(in_rows)
 
 
 def banner_html() -> str:
@@ -138,22 +138,16 @@ def banner_html() -> str:
             "backbones.</div>")
 
 
-def settings_html(settings: dict, run_dir: Path) -> str:
-    header = dict(settings["header"])
-    rows = [(key, header.pop(key)) for key in ("data", "categories", "backbone", "weights", "image", "seed",
-                                               "PRO FPR limit") if key in header]
-    header.pop("device", None)  # shown below, also for runs that did not record it
-    rows += list(header.items())  # anything a newer runner records
-    rows.append(("device", requested_device(settings)))
-    if settings["argv"]:
-        rows.append(("command", "python bench.py " + shlex.join(map(str, settings["argv"]))))
+def settings_html(settings: RunSettings, run_dir: Path) -> str:
+    rows = list(settings.header().items())
+    rows = [(label, text) for label, text in rows if label != "device"]
+    rows.append(("device", requested_device(settings)))  # also for runs that did not record it
+    if settings.argv:
+        rows.append(("command", "python bench.py " + shlex.join(map(str, settings.argv))))
     rows.append(("run folder", str(run_dir)))
-    recorded = settings.get("versions")
-    for name, version in (recorded or versions()).items():
-        rows.append((f"{name} version", version))
+    rows += [(f"{name} version", version) for name, version in settings.versions.items()]
     body = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows)
-    note = ("" if recorded else
-            '<p class="note">Versions are those of the environment that wrote this report.</p>')
+    note = "" if settings.versions else '<p class="note">This run folder does not record versions.</p>'
     return f'<table class="settings">{body}</table>{note}'
 
 
@@ -200,7 +194,7 @@ def load_category(run_dir: Path, results: pd.DataFrame, category: str) -> dict[s
     return found
 
 
-def category_html(run_dir: Path, results: pd.DataFrame, settings: dict, category: str) -> str:
+def category_html(run_dir: Path, results: pd.DataFrame, settings: RunSettings, category: str) -> str:
     predictions = load_category(run_dir, results, category)
     anchor = _anchor(category)
     title = f'<h3 id="category-{anchor}">{html.escape(category)}</h3>'
@@ -209,7 +203,7 @@ def category_html(run_dir: Path, results: pd.DataFrame, settings: dict, category
         reason = "the category failed, see Failures" if failed else "an older run, or files removed"
         return f'{title}<p class="note">No saved predictions ({reason}).</p>'
     rows = results[results["category"] == category].set_index("method")
-    limit = fpr_limit(settings)
+    limit = settings.pro_fpr_limit
 
     def draw_curves() -> str:
         png = figures.curves(predictions, limit, category, _by_method(rows, "image_auroc"), _by_method(rows, "pro"))
@@ -217,8 +211,10 @@ def category_html(run_dir: Path, results: pd.DataFrame, settings: dict, category
                            f"Left: image-level ROC. Right: PRO curve; AU-PRO integrates it up to FPR {limit:g} "
                            "(dashed line) and is normalised by that limit.", kind="curves")
 
+    geometry = (settings.resize, settings.crop) if settings.resize is not None else None
+
     def draw_examples() -> str:
-        examples = category_examples(predictions, image_geometry(settings), EXAMPLES_PER_CATEGORY)
+        examples = category_examples(predictions, geometry, EXAMPLES_PER_CATEGORY)
         if examples is None:
             return '<p class="note">No test image was predicted by every method.</p>'
         return figure_html(figures.examples_png(examples, category), f"Example test images, {category}",
@@ -246,7 +242,7 @@ def build_report(run_dir: Path) -> str:
     run_dir = Path(run_dir)
     results = read_results(run_dir)
     settings = read_settings(run_dir)
-    columns = table_columns(fpr_limit(settings))
+    columns = table_columns(settings.pro_fpr_limit)
     accuracy = tuple(c for c in columns if c.key in {a.key for a in ACCURACY} and has_values(results, c))
     categories = list(dict.fromkeys(results["category"]))
     has_failures = results["error"].notna().any()

@@ -3,7 +3,7 @@
 import os
 import stat
 
-from bench.atomic import write_text_atomic
+from reports.atomic import write_text_atomic
 
 
 def test_atomic_writes_leave_an_ordinary_readable_file(tmp_path):

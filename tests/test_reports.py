@@ -22,7 +22,8 @@ from reports.figures import (BUILTIN_COLORS, accuracy_latency_figure, examples_f
                              metric_bars_figure)
 from reports.html import best_cells, tables_html, write_report
 from reports.predictions import prediction_path, save_predictions
-from reports.runfiles import read_results
+from bench.versions import versions
+from reports.runfolder import RunSettings, read_results
 from reports.tables import ACCURACY, table_columns
 
 CATEGORIES = ("alpha", "beta")
@@ -72,9 +73,10 @@ def make_run(folder: Path, data: Path, weights: str = "random", failed: tuple = 
     """A run folder as the runner leaves it; categories in ``failed`` have error rows and no predictions."""
     rng = np.random.default_rng(0)
     folder.mkdir(parents=True)
-    header = {"data": str(data), "categories": ", ".join(CATEGORIES), "backbone": "resnet18",
-              "weights": weights, "image": f"resize {SIZE}, crop {SIZE}", "seed": 0, "PRO FPR limit": 0.3}
-    (folder / "run.json").write_text(json.dumps({"argv": ["--methods", "m1,m2"], "header": header}))
+    settings = RunSettings(argv=["--methods", "m1,m2"], data=str(data), categories=list(CATEGORIES),
+                           backbone="resnet18", weights=weights, resize=SIZE, crop=SIZE, seed=0,
+                           pro_fpr_limit=0.3, versions=versions())
+    (folder / "run.json").write_text(settings.to_json())
     rows = []
     for category in CATEGORIES:
         samples = write_images(data, category, rng)
