@@ -1,5 +1,6 @@
 """Datasets: the MVTec AD layout, image/mask reading, and a synthetic set in that layout."""
 
+from datasets.categories import resolve_categories
 from datasets.mvtec import (
     CATEGORIES,
     IMAGE_SUFFIXES,
@@ -8,7 +9,6 @@ from datasets.mvtec import (
     Sample,
     list_categories,
     load_split,
-    resolve_categories,
 )
 from datasets.synthetic import (
     SYNTHETIC_CATEGORIES,

@@ -14,9 +14,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping
 
 from datasets.errors import DatasetError
-from datasets.synthetic_scenes import SCENES
 
 logger = logging.getLogger("patchbench")
 
@@ -28,12 +28,6 @@ TEXTURES: tuple[str, ...] = ("carpet", "grid", "leather", "tile", "wood")
 OBJECTS: tuple[str, ...] = tuple(name for name in CATEGORIES if name not in TEXTURES)
 
 GROUPS = ("all", "objects", "textures")
-# What ``objects``/``textures`` select: the MVTec AD names, and the synthetic
-# set's, so the groups work on the default data too.
-GROUP_MEMBERS: dict[str, tuple[str, ...]] = {
-    "objects": OBJECTS + tuple(name for name, scene in SCENES.items() if scene.kind == "object"),
-    "textures": TEXTURES + tuple(name for name, scene in SCENES.items() if scene.kind == "texture"),
-}
 SPLITS = ("train", "test")
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
 GOOD = "good"
@@ -42,6 +36,18 @@ LAYOUT_HELP = (
     "expected ROOT/<category>/train/good/*.png, ROOT/<category>/test/<good|defect>/*.png "
     "and ROOT/<category>/ground_truth/<defect>/<stem>_mask.png (the MVTec AD layout)"
 )
+
+
+@dataclass(frozen=True)
+class CategoryGroups:
+    """What the group names select: ``members`` maps ``objects`` and ``textures`` to category
+    names; ``source`` says whose names they are, for messages (``"MVTec AD"``)."""
+
+    members: Mapping[str, tuple[str, ...]]
+    source: str
+
+
+MVTEC_GROUPS = CategoryGroups({"objects": OBJECTS, "textures": TEXTURES}, "MVTec AD")
 
 
 @dataclass(frozen=True)
@@ -75,13 +81,14 @@ def list_categories(root: Path | str) -> list[str]:
     )
 
 
-def resolve_categories(root: Path | str, spec: str) -> list[str]:
+def resolve_categories(root: Path | str, spec: str, groups: CategoryGroups = MVTEC_GROUPS) -> list[str]:
     """Turn ``spec`` into category names present under ``root``.
 
     ``spec`` is a category name, ``all``, ``objects``, ``textures``, or a
     comma-separated list of those. ``all`` is every category folder under
-    ``root``; ``objects``/``textures`` are the MVTec AD (or synthetic) names of
-    that kind that are present. Order follows ``spec``; duplicates are dropped.
+    ``root``; ``objects``/``textures`` are the names of that kind in ``groups``
+    (default: MVTec AD's) that are present. Order follows ``spec``; duplicates
+    are dropped.
     """
     available = list_categories(root)
     if not available:
@@ -94,22 +101,22 @@ def resolve_categories(root: Path | str, spec: str) -> list[str]:
         )
     chosen: list[str] = []
     for token in tokens:
-        for name in _expand(root, token, available):
+        for name in _expand(root, token, available, groups):
             if name not in chosen:
                 chosen.append(name)
     return chosen
 
 
-def _expand(root: Path | str, token: str, available: list[str]) -> list[str]:
+def _expand(root: Path | str, token: str, available: list[str], groups: CategoryGroups) -> list[str]:
     """Names one spec token stands for; raises if it stands for nothing."""
     if token == "all":
         return list(available)
-    if token in GROUP_MEMBERS:
-        members = GROUP_MEMBERS[token]
+    if token in groups.members:
+        members = groups.members[token]
         present = [name for name in available if name in members]
         if not present:
             raise DatasetError(
-                f"{token!r} selects the {token} of MVTec AD and of the synthetic set "
+                f"{token!r} selects the {token} of {groups.source} "
                 f"({', '.join(members)}) but none is under {root}; available: "
                 f"{', '.join(available)}; name them instead"
             )

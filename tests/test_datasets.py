@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import os
 import subprocess
@@ -32,7 +33,7 @@ from datasets import (
     read_masks,
     resolve_categories,
 )
-from datasets import synthetic
+from datasets import mvtec, synthetic
 from datasets.synthetic_scenes import SCENES
 
 # ------------------------------------------------------------------ helpers
@@ -298,6 +299,19 @@ def test_resolve_synthetic_groups(synthetic_root):
     assert resolve_categories(synthetic_root, "all") == sorted(SYNTHETIC_CATEGORIES)
     assert resolve_categories(synthetic_root, "textures") == sorted(SYNTHETIC_TEXTURES)
     assert resolve_categories(synthetic_root, "objects") == sorted(SYNTHETIC_OBJECTS)
+
+
+def test_the_layout_loader_is_given_the_groups(synthetic_root):
+    # datasets.mvtec knows MVTec AD's groups only; the synthetic set's come from datasets.categories.
+    with pytest.raises(DatasetError, match="textures of MVTec AD \\(carpet"):
+        mvtec.resolve_categories(synthetic_root, "textures")
+    weave_only = mvtec.CategoryGroups({"textures": ("weave",)}, "a test")
+    assert mvtec.resolve_categories(synthetic_root, "textures", weave_only) == ["weave"]
+    imported = {
+        node.module for node in ast.walk(ast.parse(Path(mvtec.__file__).read_text()))
+        if isinstance(node, ast.ImportFrom)
+    }
+    assert not {name for name in imported if "synthetic" in name or "scene" in name}
 
 
 # ------------------------------------------------------------------ loader errors
