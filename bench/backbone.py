@@ -41,6 +41,7 @@ from bench.errors import PatchbenchError
 from bench.log import logger
 from bench.quiet_stderr import drop_lines
 from bench.threads import configure_cpu_env, cpu_count
+from datasets.cache_root import configured_cache_root
 
 if "paddle" not in sys.modules:
     configure_cpu_env()
@@ -167,8 +168,8 @@ class Backbone:
             self.weights_id = f"file-{_sha256(path)[:16]}"
             self._net = self._build_net()  # load now: a bad file fails before any data is read
 
-        if cache_dir is None and os.environ.get("PATCHBENCH_CACHE"):
-            cache_dir = os.path.join(os.environ["PATCHBENCH_CACHE"], "models")
+        if cache_dir is None and (cache := configured_cache_root()) is not None:
+            cache_dir = cache / "models"
         if cache_dir is None:
             cache_dir = tempfile.mkdtemp(prefix="patchbench-models-")
             weakref.finalize(self, shutil.rmtree, cache_dir, True)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import time
 import zlib
@@ -36,6 +35,7 @@ from bench.atomic import write_atomic, write_text_atomic
 from bench.errors import PatchbenchError
 from bench.log import logger, progress
 from datasets import Sample, read_images
+from datasets.cache_root import cache_root
 from methods.base import FeatureSet
 
 # 2: avgpool is always layer4's pool, and entries are checked before they are written.
@@ -44,9 +44,8 @@ MANIFEST = "manifest.json"
 
 
 def default_cache_dir() -> Path:
-    """``$PATCHBENCH_CACHE/features``; the cache defaults to ``~/.cache/patchbench``."""
-    root = os.environ.get("PATCHBENCH_CACHE") or Path.home() / ".cache" / "patchbench"
-    return Path(root).expanduser() / "features"
+    """``<cache root>/features`` (``datasets.cache_root``: ``$PATCHBENCH_CACHE``, else ``~/.cache/patchbench``)."""
+    return cache_root() / "features"
 
 
 @dataclass

@@ -18,6 +18,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
+from datasets.cache_root import cache_root
 from datasets.synthetic_scenes import SCENES, Scene
 
 # Bump when the pictures change, so old caches are not reused (1 was development only).
@@ -103,10 +104,9 @@ def image_rng(
 
 
 def default_synthetic_root(seed: int = 0) -> Path:
-    """``$PATCHBENCH_CACHE/synthetic-v<VERSION>-seed<seed>``; the cache defaults to
-    ``~/.cache/patchbench``."""
-    cache = os.environ.get("PATCHBENCH_CACHE") or Path.home() / ".cache" / "patchbench"
-    return Path(cache).expanduser() / f"synthetic-v{VERSION}-seed{seed}"
+    """``<cache root>/synthetic-v<VERSION>-seed<seed>`` (``datasets.cache_root``: ``$PATCHBENCH_CACHE``,
+    else ``~/.cache/patchbench``)."""
+    return cache_root() / f"synthetic-v{VERSION}-seed{seed}"
 
 
 def ensure_synthetic(root: Path | str | None = None, seed: int = 0) -> Path:

@@ -34,6 +34,7 @@ from datasets import (
     resolve_categories,
 )
 from datasets import mvtec, synthetic
+from datasets.cache_root import cache_root, configured_cache_root
 from datasets.synthetic_scenes import SCENES
 
 # ------------------------------------------------------------------ helpers
@@ -204,6 +205,20 @@ def test_ensure_synthetic_builds_once_then_reuses(tmp_path, monkeypatch):
     assert builds == [3]
     assert (root / "built.txt").read_text() == "3"
     assert [p.name for p in root.parent.iterdir()] == [root.name]  # no staging left
+
+
+def test_cache_root_is_the_variable_else_the_home_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    for unset in (None, ""):
+        if unset is None:
+            monkeypatch.delenv("PATCHBENCH_CACHE", raising=False)
+        else:
+            monkeypatch.setenv("PATCHBENCH_CACHE", unset)
+        assert configured_cache_root() is None
+        assert cache_root() == tmp_path / "home" / ".cache" / "patchbench"
+        assert default_synthetic_root(seed=1) == cache_root() / f"synthetic-v{synthetic.VERSION}-seed1"
+    monkeypatch.setenv("PATCHBENCH_CACHE", "~/elsewhere")
+    assert configured_cache_root() == cache_root() == tmp_path / "home" / "elsewhere"
 
 
 def test_ensure_synthetic_interrupted_build_leaves_nothing(tmp_path, monkeypatch):
