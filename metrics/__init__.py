@@ -1,5 +1,9 @@
 """Anomaly detection metrics over NumPy arrays: AUROC, AP, F1-max, PRO / AU-PRO.
 
+``evaluate(labels, scores, masks, maps)`` gives all of them and the curves of
+the report at once, sorting each level once (a benchmark row wants this); the
+single-metric functions give one number each, the same one.
+
 Image level: ``labels [N]`` (1 = defective, 0 = good) and ``scores [N]``.
 Pixel level: ``masks [N, H, W]`` (1 = defect pixel) and ``maps [N, H, W]``,
 pooled over all test images of a category. Higher scores mean more anomalous.
@@ -19,13 +23,16 @@ from metrics.classification import (
     pixel_f1_max,
     roc_curve,
 )
+from metrics.evaluate import Evaluation, evaluate
 from metrics.pro import au_pro, pro_curve
 
 __all__ = [
+    "Evaluation",
     "MetricError",
     "MetricWarning",
     "au_pro",
     "average_precision",
+    "evaluate",
     "f1_max",
     "image_auroc",
     "pixel_auroc",

@@ -18,7 +18,6 @@ import warnings
 import numpy as np
 
 
-
 class MetricError(ValueError):
     """Scores or masks no metric can be computed from; the message names the method that gave them."""
 
@@ -113,17 +112,31 @@ def pixel_inputs(masks, maps, method: str | None) -> tuple[np.ndarray, np.ndarra
     return masks, as_scores(maps, "pixel scores", method)
 
 
+def same_images(labels: np.ndarray, masks: np.ndarray, method: str | None) -> None:
+    """Image and pixel inputs of one evaluation must describe the same ``N`` test images."""
+    if masks.shape[0] != labels.size:
+        raise MetricError(
+            f"{_source(method)} {masks.shape[0]} anomaly maps for {labels.size} image labels; "
+            f"expected one label, one score and one map per test image"
+        )
+
+
 def defined(
     n_positive: int,
     n_negative: int,
     metric: str,
     pixels: bool = False,
     need_negatives: bool = True,
+    *,
+    plural: bool = False,
+    stacklevel: int = 3,
 ) -> bool:
     """True if the classes ``metric`` needs are present; otherwise warn that it is NaN.
 
     ``need_negatives=False`` is for metrics defined without negatives (average
-    precision, F1-max), which only need at least one positive.
+    precision, F1-max), which only need at least one positive. ``plural``: the
+    name lists several metrics ("are undefined"). ``stacklevel``: the default 3
+    points the warning at the caller of a public function that calls this directly.
     """
     positive, negative = ("defect pixels", "defect-free pixels") if pixels else (
         "defective images",
@@ -135,12 +148,12 @@ def defined(
     if need_negatives and n_negative == 0:
         missing.append(f"no {negative}")
     if missing:
-        # stacklevel 3: point at the caller of the public metric function
         warnings.warn(
-            f"{metric} is undefined: the test set has {' and '.join(missing)} "
-            f"({n_positive} {positive}, {n_negative} {negative}); returning NaN",
+            f"{metric} {'are' if plural else 'is'} undefined: the test set has "
+            f"{' and '.join(missing)} ({n_positive} {positive}, {n_negative} {negative}); "
+            f"returning NaN",
             MetricWarning,
-            stacklevel=3,
+            stacklevel=stacklevel,
         )
         return False
     return True

@@ -36,6 +36,14 @@ class Counts(NamedTuple):
     weight: np.ndarray | None
 
 
+def sort_scores(values: np.ndarray) -> np.ndarray:
+    """``values [M]`` sorted ascending, as a new array: the one sort behind every curve.
+
+    Every metric sorts through here, so a test can count the sorts.
+    """
+    return np.sort(values)  # copies; the caller's array is untouched
+
+
 def cumulative_counts(
     scores: np.ndarray,
     positive: np.ndarray,
@@ -69,7 +77,7 @@ def cumulative_counts(
             pos_scores = pos_scores[keep]
             if weights is not None:
                 weights = weights[keep]
-    values = np.sort(values)  # ascending; copies, the caller's array is untouched
+    values = sort_scores(values)
 
     n = values.size
     new_value = np.empty(n, dtype=bool)

@@ -9,6 +9,10 @@ rather than with scikit-learn: ``roc_auc_score`` takes ~4 s on the 7.5M pixels
 of one MVTec category, this takes a fraction of a second. The tests check the
 results against scikit-learn.
 
+The ``*_of(counts)`` functions are the one implementation of each number;
+the public functions here validate, sort and call them for one metric,
+``metrics.evaluate`` validates and sorts once and calls them all.
+
 ``method`` only names the method in the error raised for NaN/inf scores.
 """
 
@@ -16,15 +20,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from metrics import _checks
-from metrics._ranking import Counts, cumulative_counts
+from metrics import _checks, _ranking
+from metrics._ranking import Counts
 
 
-def _auroc(counts: Counts) -> float:
+def auroc_of(counts: Counts) -> float:
     """Trapezoidal area under the ROC curve, in integer counts until the end.
 
     Integer arithmetic keeps it exact (ties count one half) for any category
     size: the largest term, 2 * positives * negatives, is far below 2**63.
+    Needs both classes.
     """
     tp = np.concatenate(([0], counts.tp))
     fp = np.concatenate(([0], counts.fp))
@@ -32,23 +37,32 @@ def _auroc(counts: Counts) -> float:
     return float(doubled_area / (2.0 * tp[-1] * fp[-1]))
 
 
-def _average_precision(counts: Counts) -> float:
+def average_precision_of(counts: Counts) -> float:
     """Sum over thresholds of (recall gain) x precision, as scikit-learn defines AP.
 
-    Not the trapezoid under the PR curve, which is optimistic.
+    Not the trapezoid under the PR curve, which is optimistic. Needs a positive.
     """
     precision = counts.tp / (counts.tp + counts.fp)
     recall_gain = np.diff(counts.tp, prepend=0) / counts.tp[-1]
     return float(np.sum(recall_gain * precision))
 
 
-def _f1_max(counts: Counts) -> tuple[float, float]:
+def f1_max_of(counts: Counts) -> tuple[float, float]:
+    """Best F1 and the highest threshold reaching it; needs at least one positive."""
     # F1 = 2PR / (P + R) = 2 TP / (TP + FP + all positives); no division by zero
     # since every threshold has at least one sample at or above it
     f1 = 2.0 * counts.tp / (counts.tp + counts.fp + counts.tp[-1])
     # argmax takes the first maximum, i.e. the highest threshold reaching it
     best = int(np.argmax(f1))
     return float(f1[best]), float(counts.thresholds[best])
+
+
+def roc_of(counts: Counts, n_pos: int, n_neg: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(fpr [G+1], tpr [G+1])`` from (0, 0); an axis whose class is absent is NaN."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        fpr = np.concatenate(([0], counts.fp)) / (n_neg or np.nan)
+        tpr = np.concatenate(([0], counts.tp)) / (n_pos or np.nan)
+    return fpr, tpr
 
 
 def roc_curve(labels, scores, *, method: str | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -64,11 +78,7 @@ def roc_curve(labels, scores, *, method: str | None = None) -> tuple[np.ndarray,
     n_pos = int(np.count_nonzero(labels))
     n_neg = labels.size - n_pos
     _checks.defined(n_pos, n_neg, "ROC curve")
-    counts = cumulative_counts(scores, labels)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        fpr = np.concatenate(([0], counts.fp)) / (n_neg or np.nan)
-        tpr = np.concatenate(([0], counts.tp)) / (n_pos or np.nan)
-    return fpr, tpr
+    return roc_of(_ranking.cumulative_counts(scores, labels), n_pos, n_neg)
 
 
 def image_auroc(labels, scores, *, method: str | None = None) -> float:
@@ -80,7 +90,7 @@ def image_auroc(labels, scores, *, method: str | None = None) -> float:
     n_pos = int(np.count_nonzero(labels))
     if not _checks.defined(n_pos, labels.size - n_pos, "image AUROC"):
         return float("nan")
-    return _auroc(cumulative_counts(scores, labels))
+    return auroc_of(_ranking.cumulative_counts(scores, labels))
 
 
 def pixel_auroc(masks, maps, *, method: str | None = None) -> float:
@@ -92,7 +102,7 @@ def pixel_auroc(masks, maps, *, method: str | None = None) -> float:
     n_pos = int(np.count_nonzero(masks))
     if not _checks.defined(n_pos, masks.size - n_pos, "pixel AUROC", pixels=True):
         return float("nan")
-    return _auroc(cumulative_counts(maps, masks))
+    return auroc_of(_ranking.cumulative_counts(maps, masks))
 
 
 def average_precision(labels, scores, *, method: str | None = None) -> float:
@@ -106,7 +116,7 @@ def average_precision(labels, scores, *, method: str | None = None) -> float:
     n_pos = int(np.count_nonzero(labels))
     if not _checks.defined(n_pos, labels.size - n_pos, "image AP", need_negatives=False):
         return float("nan")
-    return _average_precision(cumulative_counts(scores, labels))
+    return average_precision_of(_ranking.cumulative_counts(scores, labels))
 
 
 def pixel_average_precision(masks, maps, *, method: str | None = None) -> float:
@@ -120,7 +130,7 @@ def pixel_average_precision(masks, maps, *, method: str | None = None) -> float:
         n_pos, masks.size - n_pos, "pixel AP", pixels=True, need_negatives=False
     ):
         return float("nan")
-    return _average_precision(cumulative_counts(maps, masks))
+    return average_precision_of(_ranking.cumulative_counts(maps, masks))
 
 
 def f1_max(labels, scores, *, method: str | None = None) -> tuple[float, float]:
@@ -134,7 +144,7 @@ def f1_max(labels, scores, *, method: str | None = None) -> tuple[float, float]:
     n_pos = int(np.count_nonzero(labels))
     if not _checks.defined(n_pos, labels.size - n_pos, "image F1-max", need_negatives=False):
         return float("nan"), float("nan")
-    return _f1_max(cumulative_counts(scores, labels))
+    return f1_max_of(_ranking.cumulative_counts(scores, labels))
 
 
 def pixel_f1_max(masks, maps, *, method: str | None = None) -> tuple[float, float]:
@@ -149,4 +159,4 @@ def pixel_f1_max(masks, maps, *, method: str | None = None) -> tuple[float, floa
         n_pos, masks.size - n_pos, "pixel F1-max", pixels=True, need_negatives=False
     ):
         return float("nan"), float("nan")
-    return _f1_max(cumulative_counts(maps, masks))
+    return f1_max_of(_ranking.cumulative_counts(maps, masks))

@@ -22,6 +22,8 @@ This follows the evaluation script published with MVTec AD (Bergmann et al.,
 Because PRO is a mean of per-region fractions, it is a sum of per-pixel
 weights ``1 / (region size * number of regions)`` over the anomalous defect
 pixels, so the whole curve is one sorted cumulative sum (see ``_ranking``).
+``pro_of`` and ``au_pro_of`` turn those sums into the curve and its area, for
+the functions here and for ``metrics.evaluate`` alike.
 
 ``method`` only names the method in the error raised for NaN/inf scores.
 """
@@ -33,9 +35,9 @@ import math
 import numpy as np
 from scipy import ndimage
 
+from metrics import _checks, _ranking
 from metrics._checks import MetricError
-from metrics import _checks
-from metrics._ranking import cumulative_counts
+from metrics._ranking import Counts
 
 # 8-connectivity within an image, nothing across the image axis
 _IN_PLANE_8 = np.zeros((3, 3, 3), dtype=bool)
@@ -54,6 +56,33 @@ def region_weights(masks: np.ndarray) -> tuple[np.ndarray, int]:
     return 1.0 / (sizes[region_of_pixel] * float(n_regions)), n_regions
 
 
+def check_fpr_limit(fpr_limit: float) -> None:
+    """AU-PRO's FPR limit must be in (0, 1]; a ``MetricError`` otherwise."""
+    if not 0 < fpr_limit <= 1:
+        raise MetricError(f"fpr_limit for AU-PRO must be in (0, 1]; got {fpr_limit}")
+
+
+def pro_of(counts: Counts, n_neg: int, n_regions: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(fpr [G+1], pro [G+1])`` from weighted counts (weights from ``region_weights``).
+
+    Starts at (0, 0). FPR is NaN without defect-free pixels, PRO without regions.
+    """
+    fpr = np.concatenate(([0], counts.fp)) / (n_neg or np.nan)
+    # a float sum of weights can end a hair above 1
+    pro = np.minimum(np.concatenate(([0.0], counts.weight)), 1.0)
+    if n_regions == 0:
+        pro[:] = np.nan
+    return fpr, pro
+
+
+def au_pro_of(fpr: np.ndarray, pro: np.ndarray, fpr_limit: float) -> float:
+    """Area under the PRO curve up to ``fpr_limit``, divided by it; needs both classes.
+
+    ``fpr``/``pro`` may stop early as long as they reach the first point past the limit.
+    """
+    return float(area_up_to(fpr, pro, fpr_limit) / fpr_limit)
+
+
 def pro_curve(masks, maps, *, method: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Exact PRO curve over the whole FPR range.
 
@@ -67,13 +96,7 @@ def pro_curve(masks, maps, *, method: str | None = None) -> tuple[np.ndarray, np
     weights, n_regions = region_weights(masks)
     n_neg = masks.size - weights.size
     _checks.defined(weights.size, n_neg, "PRO curve", pixels=True)
-    counts = cumulative_counts(maps, masks, weights)
-    fpr = np.concatenate(([0], counts.fp)) / (n_neg or np.nan)
-    # a float sum of weights can end a hair above 1
-    pro = np.minimum(np.concatenate(([0.0], counts.weight)), 1.0)
-    if n_regions == 0:
-        pro[:] = np.nan
-    return fpr, pro
+    return pro_of(_ranking.cumulative_counts(maps, masks, weights), n_neg, n_regions)
 
 
 def au_pro(masks, maps, fpr_limit: float = 0.3, *, method: str | None = None) -> float:
@@ -83,8 +106,7 @@ def au_pro(masks, maps, fpr_limit: float = 0.3, *, method: str | None = None) ->
     map, ``fpr_limit / 2`` for a constant one. NaN with a ``MetricWarning`` if
     there are no defect or no defect-free pixels.
     """
-    if not 0 < fpr_limit <= 1:
-        raise MetricError(f"fpr_limit for AU-PRO must be in (0, 1]; got {fpr_limit}")
+    check_fpr_limit(fpr_limit)
     masks, maps = _checks.pixel_inputs(masks, maps, method)
     weights, n_regions = region_weights(masks)
     n_neg = masks.size - weights.size
@@ -94,10 +116,8 @@ def au_pro(masks, maps, fpr_limit: float = 0.3, *, method: str | None = None) ->
     # negative of slack because floor() of a float product can land one below the
     # exact count; the curve is cut exactly by area_up_to afterwards.
     max_negatives = math.floor(fpr_limit * n_neg) + 1
-    counts = cumulative_counts(maps, masks, weights, max_negatives)
-    fpr = np.concatenate(([0], counts.fp)) / n_neg
-    pro = np.minimum(np.concatenate(([0.0], counts.weight)), 1.0)
-    return area_up_to(fpr, pro, fpr_limit) / fpr_limit
+    counts = _ranking.cumulative_counts(maps, masks, weights, max_negatives)
+    return au_pro_of(*pro_of(counts, n_neg, n_regions), fpr_limit)
 
 
 def area_up_to(x: np.ndarray, y: np.ndarray, limit: float) -> float:

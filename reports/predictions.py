@@ -9,6 +9,9 @@
 - ``roc_fpr``, ``roc_tpr``: the image-level ROC curve
 - ``pro_fpr``, ``pro_overlap``: the exact PRO curve at full resolution, thinned to
   at most ``CURVE_POINTS`` points
+
+The thresholds and curves come from the ``metrics.Evaluation`` the tables' numbers
+came from, so the figures and the tables cannot disagree.
 """
 
 from __future__ import annotations
@@ -33,12 +36,21 @@ def thin(x: np.ndarray, y: np.ndarray, points: int = CURVE_POINTS) -> tuple[np.n
     return x[keep], y[keep]
 
 
-def save_predictions(path: Path, samples, labels: np.ndarray, masks: np.ndarray,
-                     scores: np.ndarray, maps: np.ndarray, thresholds: tuple[float, float]) -> Path:
-    """Write one (category, method) prediction. ``masks``, ``maps``: ``[N, H, W]``;
-    ``thresholds``: the image and pixel F1-max thresholds, already computed for the tables."""
-    roc_fpr, roc_tpr = metrics.roc_curve(labels, scores)
-    pro_fpr, pro_overlap = thin(*metrics.pro_curve(masks, maps))
+def save_predictions(path: Path, samples, labels: np.ndarray, masks: np.ndarray, scores: np.ndarray,
+                     maps: np.ndarray, evaluation: metrics.Evaluation | tuple[float, float]) -> Path:
+    """Write one (category, method) prediction. ``labels``, ``scores``: ``[N]``; ``masks``, ``maps``:
+    ``[N, H, W]``; ``evaluation``: ``metrics.evaluate`` of these arrays, already computed for the
+    tables, whose thresholds and curves are saved as they are (nothing is sorted again here).
+
+    Passing the ``(image, pixel)`` F1-max thresholds instead of an ``Evaluation`` is the old form,
+    kept for callers not yet changed: the curves are then computed here, by one ``evaluate``.
+    """
+    if isinstance(evaluation, metrics.Evaluation):
+        thresholds = evaluation.thresholds
+    else:
+        thresholds = tuple(evaluation)
+        evaluation = metrics.evaluate(labels, scores, masks, maps)
+    pro_fpr, pro_overlap = thin(evaluation.pro_fpr, evaluation.pro_overlap)
     arrays = {
         "image_paths": np.array([str(s.image_path) for s in samples]),
         "mask_paths": np.array([str(s.mask_path) if s.mask_path else "" for s in samples]),
@@ -47,8 +59,8 @@ def save_predictions(path: Path, samples, labels: np.ndarray, masks: np.ndarray,
         "maps": resize_bilinear(np.asarray(maps, dtype=np.float32), (MAP_SIZE, MAP_SIZE)).astype(np.float16),
         "image_threshold": np.float64(thresholds[0]),
         "pixel_threshold": np.float64(thresholds[1]),
-        "roc_fpr": roc_fpr,
-        "roc_tpr": roc_tpr,
+        "roc_fpr": evaluation.roc_fpr,
+        "roc_tpr": evaluation.roc_tpr,
         "pro_fpr": pro_fpr,
         "pro_overlap": pro_overlap,
     }
