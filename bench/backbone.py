@@ -23,7 +23,6 @@ module does it itself when it is the first to import paddle.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import shutil
 import socket
@@ -38,6 +37,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from bench.errors import PatchbenchError
+from bench.filehash import file_sha256
 from bench.log import logger
 from bench.quiet_stderr import drop_lines
 from bench.threads import configure_cpu_env, cpu_count
@@ -165,7 +165,7 @@ class Backbone:
                 )
             self._weights_file = path
             self.weights_used = f"file:{os.path.basename(path)}"
-            self.weights_id = f"file-{_sha256(path)[:16]}"
+            self.weights_id = f"file-{file_sha256(path)[:16]}"
             self._net = self._build_net()  # load now: a bad file fails before any data is read
 
         if cache_dir is None and (cache := configured_cache_root()) is not None:
@@ -380,11 +380,3 @@ def _load_weights(net: paddle.nn.Layer, path: str, name: str) -> None:
             f"{missing[:3]}, {len(wrong)} wrong shapes {wrong[:3]}; {hint}"
         )
     net.set_state_dict({key: state[key] for key in expected})
-
-
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

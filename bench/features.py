@@ -24,7 +24,6 @@ import hashlib
 import json
 import shutil
 import time
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -33,6 +32,7 @@ import numpy as np
 
 from bench.atomic import write_atomic, write_text_atomic
 from bench.errors import PatchbenchError
+from bench.filehash import file_crc32
 from bench.log import logger, progress
 from datasets import Sample, read_images
 from datasets.cache_root import cache_root
@@ -55,14 +55,6 @@ class Extraction:
     features: FeatureSet
     seconds: float
     from_cache: bool
-
-
-def file_crc32(path: Path, chunk: int = 2**24) -> int:
-    crc = 0
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            crc = zlib.crc32(block, crc)
-    return crc
 
 
 def entry_key(description: dict) -> str:

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import io
 import re
 from collections import defaultdict
@@ -41,6 +40,7 @@ from PIL import Image
 
 from bench.atomic import write_atomic, write_text_atomic
 from bench.errors import PatchbenchError
+from bench.filehash import file_digests
 from bench.models import check_compatible, load_model
 from bench.plugins import available_methods, plugin_manager
 
@@ -154,14 +154,10 @@ def file_weights_id(path: Path, header: dict) -> str:
     """``Backbone``'s identity of a weights file, or ``"imagenet"`` for Paddle's published ImageNet file."""
     if not path.is_file():
         raise PatchbenchError(f"weights file {path} does not exist; {weights_advice(header)}")
-    sha, md5 = hashlib.sha256(), hashlib.md5()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            sha.update(block)
-            md5.update(block)
-    if header["weights_id"] == "imagenet" and md5.hexdigest() == imagenet_md5(header["backbone"]):
+    digests = file_digests(path, "sha256", "md5")
+    if header["weights_id"] == "imagenet" and digests["md5"] == imagenet_md5(header["backbone"]):
         return "imagenet"
-    return f"file-{sha.hexdigest()[:16]}"
+    return f"file-{digests['sha256'][:16]}"
 
 
 def imagenet_md5(backbone: str) -> str | None:
