@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 
 import metrics
-from bench.atomic import write_atomic
 from methods.maps import resize_bilinear
+from reports.atomic import write_atomic
 
 MAP_SIZE = 64
 CURVE_POINTS = 1000
