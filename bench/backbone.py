@@ -39,6 +39,7 @@ import numpy as np
 from bench.errors import PatchbenchError
 from bench.filehash import file_sha256
 from bench.log import logger
+from bench.model_weights import file_weights_id
 from bench.quiet_stderr import drop_lines
 from bench.threads import configure_cpu_env, cpu_count
 from datasets.cache_root import configured_cache_root
@@ -165,7 +166,7 @@ class Backbone:
                 )
             self._weights_file = path
             self.weights_used = f"file:{os.path.basename(path)}"
-            self.weights_id = f"file-{file_sha256(path)[:16]}"
+            self.weights_id = file_weights_id(file_sha256(path))
             self._net = self._build_net()  # load now: a bad file fails before any data is read
 
         if cache_dir is None and (cache := configured_cache_root()) is not None:

@@ -1,4 +1,7 @@
-"""Fitted models on disk: save a fitted method, load it back, refuse features it was not fitted on.
+"""The saved-model folder format: write a fitted method as a model folder, and read it back.
+
+Which features a loaded model accepts is ``bench.model_compat``; what its
+``weights_id`` means, ``bench.model_weights``.
 
 Format (``FORMAT_VERSION`` 2): a model is a folder holding two files::
 
@@ -373,45 +376,3 @@ def read_arrays(folder: Path, header: dict) -> dict[str, np.ndarray]:
                 f"but the header says {spec.get('dtype')} {spec.get('shape')}; save the model again"
             )
     return arrays
-
-
-# -- compatibility --------------------------------------------------------------
-
-
-def check_compatible(header: dict, *, backbone: str, weights_id: str, resize: int, crop: int,
-                     fix: str | None = None) -> None:
-    """Refuse features from other settings than the model was fitted with.
-
-    ``fix`` replaces the default advice (the run's flags that match the model),
-    for callers with other flags.
-    """
-    saved = {"backbone": header["backbone"], "weights": header["weights_id"],
-             "resize": header["resize"], "crop": header["crop"]}
-    given = {"backbone": backbone, "weights": weights_id, "resize": resize, "crop": crop}
-    differing = [key for key in saved if saved[key] != given[key]]
-    if not differing:
-        return
-    model = header.get("path", "(unsaved header)")
-
-    def described(settings: dict) -> str:
-        return ", ".join(f"{key} {settings[key]}" for key in differing)
-
-    raise PatchbenchError(
-        f"model {model} was fitted on features from {described(saved)}, but is given "
-        f"{described(given)}; its scores mean nothing on other features. "
-        f"{fix or 'Use the settings of the model: ' + matching_flags(header)}"
-    )
-
-
-def matching_flags(header: dict) -> str:
-    """The run flags that reproduce the model's features, e.g. ``--backbone resnet18 --weights random --seed 0``."""
-    weights = header["weights_id"]
-    seeded = re.fullmatch(r"random-seed(-?\d+)", weights)
-    if seeded:
-        weights_flags = f"--weights random --seed {seeded.group(1)}"
-    elif weights.startswith("file-"):
-        name = str(header.get("weights_used", "")).removeprefix("file:") or "the weights file"
-        weights_flags = f"--weights PATH/TO/{name} (the file whose sha256 starts with {weights[5:]})"
-    else:
-        weights_flags = f"--weights {weights}"
-    return f"--backbone {header['backbone']} {weights_flags} --resize {header['resize']} --crop {header['crop']}"

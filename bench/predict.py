@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import re
 from collections import defaultdict
 from pathlib import Path
 
@@ -41,7 +40,11 @@ from PIL import Image
 from bench.atomic import write_atomic, write_text_atomic
 from bench.errors import PatchbenchError
 from bench.filehash import file_digests
-from bench.models import check_compatible, load_model
+from bench.model_compat import check_compatible
+from bench.model_weights import (
+    IMAGENET, file_weights_id, is_file_id, random_seed, random_weights_id, weights_advice,
+)
+from bench.models import load_model
 from bench.plugins import available_methods, plugin_manager
 
 COLORMAP = "jet"
@@ -103,25 +106,25 @@ def model_backbone(header: dict, weights: str | None, device: str):
     saved = header["weights_id"]
     seed = random_seed(saved)
     if weights is None:
-        if saved.startswith("file-"):
+        if is_file_id(saved):
             raise PatchbenchError(
                 f"model {header['path']} was fitted with backbone weights from a file "
                 f"({header['weights_used']}); {weights_advice(header)}"
             )
-        if seed is None and saved != "imagenet":
+        if seed is None and saved != IMAGENET:
             raise PatchbenchError(f"model {header['path']} names backbone weights {saved!r}, which this "
                                   "patchbench does not know; pass --weights PATH to them")
         weights = "random" if seed is not None else "imagenet"
     if weights == "random":
-        promised = f"random-seed{0 if seed is None else seed}"
+        promised = random_weights_id(0 if seed is None else seed)
     elif weights == "imagenet":
-        promised = "imagenet"
+        promised = IMAGENET
     else:
-        promised = file_weights_id(Path(weights), header)
+        promised = weights_file_id(Path(weights), header)
     check_weights(header, promised)
     backbone = Backbone(header["backbone"], weights=weights, seed=seed or 0, device=device)
     # A file checked to be Paddle's ImageNet weights gets a file id from Backbone; it stands for "imagenet".
-    built = "imagenet" if promised == "imagenet" and backbone.weights_id.startswith("file-") else backbone.weights_id
+    built = IMAGENET if promised == IMAGENET and is_file_id(backbone.weights_id) else backbone.weights_id
     check_weights(header, built)
     return backbone
 
@@ -133,31 +136,14 @@ def check_weights(header: dict, weights_id: str) -> None:
                      resize=header["resize"], crop=header["crop"], fix=advice[:1].upper() + advice[1:])
 
 
-def random_seed(weights_id: str) -> int | None:
-    found = re.fullmatch(r"random-seed(-?\d+)", weights_id)
-    return int(found.group(1)) if found else None
-
-
-def weights_advice(header: dict) -> str:
-    """How to give ``predict`` the weights the model was fitted with."""
-    saved = header["weights_id"]
-    if saved.startswith("file-"):
-        name = header["weights_used"].removeprefix("file:")
-        return f"pass --weights PATH/TO/{name} (the file whose sha256 starts with {saved[5:]})"
-    if saved == "imagenet":
-        return (f"leave --weights out or pass --weights imagenet; offline, pass --weights the path of "
-                f"Paddle's ImageNet {header['backbone']}.pdparams (its md5 is checked)")
-    return "leave --weights out (or pass --weights random): the model's random weights come from its seed"
-
-
-def file_weights_id(path: Path, header: dict) -> str:
+def weights_file_id(path: Path, header: dict) -> str:
     """``Backbone``'s identity of a weights file, or ``"imagenet"`` for Paddle's published ImageNet file."""
     if not path.is_file():
         raise PatchbenchError(f"weights file {path} does not exist; {weights_advice(header)}")
     digests = file_digests(path, "sha256", "md5")
-    if header["weights_id"] == "imagenet" and digests["md5"] == imagenet_md5(header["backbone"]):
-        return "imagenet"
-    return f"file-{digests['sha256'][:16]}"
+    if header["weights_id"] == IMAGENET and digests["md5"] == imagenet_md5(header["backbone"]):
+        return IMAGENET
+    return file_weights_id(digests["sha256"])
 
 
 def imagenet_md5(backbone: str) -> str | None:

@@ -7,12 +7,13 @@ import numpy as np
 import pytest
 
 from bench.errors import PatchbenchError
+from bench.model_compat import check_compatible
+from bench.model_weights import file_weights_id, random_seed, random_weights_id, weights_advice
 from bench.models import (
     ARRAYS,
     FORMAT,
     FORMAT_VERSION,
     HEADER,
-    check_compatible,
     load_model,
     save_model,
 )
@@ -315,3 +316,23 @@ def test_the_fix_for_a_file_names_the_file_and_its_hash(saved):
     _, header = load_model(folder, METHODS)
     with pytest.raises(PatchbenchError, match=r"--weights PATH/TO/mine\.pdparams \(the file whose sha256 starts with 0123456789abcdef\)"):
         check_compatible(header, backbone="resnet18", weights_id="imagenet", resize=72, crop=64)
+
+
+def test_weights_identity_reads_back_what_it_writes():
+    assert random_weights_id(3) == "random-seed3" and random_seed(random_weights_id(3)) == 3
+    assert random_seed("random-seed-2") == -2
+    assert random_seed("imagenet") is None and random_seed("random-seed") is None
+    assert file_weights_id("0123456789abcdef" * 4) == "file-0123456789abcdef"
+    assert random_seed(file_weights_id("0" * 64)) is None
+
+
+@pytest.mark.parametrize("weights_id, weights_used, advice", [
+    ("file-0123456789abcdef", "file:mine.pdparams",
+     "pass --weights PATH/TO/mine.pdparams (the file whose sha256 starts with 0123456789abcdef)"),
+    ("imagenet", "imagenet", "leave --weights out or pass --weights imagenet; offline, pass --weights the path "
+                             "of Paddle's ImageNet resnet18.pdparams (its md5 is checked)"),
+    ("random-seed4", "random", "leave --weights out (or pass --weights random): the model's random weights come "
+                               "from its seed"),
+])
+def test_weights_advice_for_predict(weights_id, weights_used, advice):
+    assert weights_advice({"backbone": "resnet18", "weights_id": weights_id, "weights_used": weights_used}) == advice
