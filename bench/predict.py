@@ -46,9 +46,8 @@ from bench.model_weights import (
 )
 from bench.models import load_model
 from bench.plugins import available_methods, plugin_manager
+from reports.figures import overlay
 
-COLORMAP = "jet"
-ALPHA = 0.5
 # Images read, extracted and predicted at a time: bounds the feature memory whatever the number of images.
 IMAGES_PER_STEP = 32
 
@@ -230,16 +229,6 @@ def prefixed_stem(path: Path, depth: int) -> str:
     """The stem after the names of its ``depth`` nearest parent folders, joined by ``_``."""
     parents = path.parent.parts[1:]  # not the root "/"
     return "_".join([*parents[max(0, len(parents) - depth):], path.stem])
-
-
-def overlay(rgb: np.ndarray, anomaly_map: np.ndarray, low: float, high: float) -> np.ndarray:
-    """``rgb`` ``[H, W, 3]`` uint8 under ``anomaly_map`` ``[H, W]`` coloured from ``low`` (blue) to
-    ``high`` (red) -> ``[H, W, 3]`` uint8."""
-    from matplotlib import colormaps
-
-    scaled = np.clip((anomaly_map - low) / max(high - low, 1e-12), 0.0, 1.0)
-    colours = colormaps[COLORMAP](scaled)[..., :3] * 255.0
-    return np.rint((1.0 - ALPHA) * rgb + ALPHA * colours).astype(np.uint8)
 
 
 def network_view(path: Path, resize: int, crop: int) -> np.ndarray:

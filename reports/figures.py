@@ -260,7 +260,12 @@ def map_norm(low: float, high: float) -> Normalize:
 
 
 def overlay(image: np.ndarray | None, heat: np.ndarray, low: float, high: float) -> np.ndarray:
-    """``[S, S, 3]`` uint8 image and ``[S, S]`` map -> the map in 'jet' blended half over the image."""
+    """``[S, S, 3]`` uint8 image and ``[S, S]`` map -> the map in 'jet' blended half over the image.
+
+    The map is coloured on ``map_norm(low, high)``, in float64; without an image
+    (``None``: the file is gone) the colours are blended with themselves. The
+    one anomaly-map overlay: the report's examples and ``bench.py predict`` draw it.
+    """
     colored = colormaps[MAP_COLORMAP](map_norm(low, high)(heat))[..., :3] * 255.0
     base = image.astype(np.float64) if image is not None else colored
     return (0.5 * base + 0.5 * colored).round().astype(np.uint8)

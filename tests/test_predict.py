@@ -17,6 +17,7 @@ from bench.models import save_model
 from datasets import load_split, read_images
 from methods.base import FeatureSet
 from methods.patchcore import PatchCore
+from reports import figures
 
 # Small images keep the suite quick; the pipeline is the same as at 224.
 RESIZE, CROP = 72, 64
@@ -216,9 +217,10 @@ def test_imagenet_model_offline_is_refused_then_takes_the_imagenet_file(
 
 
 def test_overlay_blends_the_colormap_from_low_to_high():
+    assert predict.overlay is figures.overlay  # one overlay, the report's
     grey = np.full((2, 2, 3), 100, np.uint8)
     heat = np.array([[0.0, 1.0], [2.0, 9.0]])
-    out = predict.overlay(grey, heat, low=0.0, high=2.0).astype(int)
+    out = figures.overlay(grey, heat, low=0.0, high=2.0).astype(int)
     assert out.shape == (2, 2, 3)
     assert out[0, 0, 2] > out[0, 0, 0]  # lowest: blue
     assert out[1, 0, 0] > out[1, 0, 2]  # highest: red
