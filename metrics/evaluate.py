@@ -103,12 +103,13 @@ def evaluate(labels, scores, masks, maps, *, fpr_limit: float = 0.3,
                                ["pixel AP", "pixel F1-max"], pixels=True)
     counts = _ranking.cumulative_counts(maps, masks, weights)
     del weights
-    pro_fpr, pro_overlap = pro_of(counts, n_neg, n_regions)
+    # one number at a time, the curve last: each leaves only its result behind
     pixel_auroc = auroc_of(counts) if both else NAN
-    pro = au_pro_of(pro_fpr, pro_overlap, fpr_limit) if both else NAN
     pixel_ap = average_precision_of(counts) if positives else NAN
     pixel_f1, pixel_threshold = f1_max_of(counts) if positives else (NAN, NAN)
+    pro_fpr, pro_overlap = pro_of(counts, n_neg, n_regions)
     del counts
+    pro = au_pro_of(pro_fpr, pro_overlap, fpr_limit) if both else NAN
 
     for curve in (roc_fpr, roc_tpr, pro_fpr, pro_overlap):
         curve.setflags(write=False)

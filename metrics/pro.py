@@ -67,9 +67,13 @@ def pro_of(counts: Counts, n_neg: int, n_regions: int) -> tuple[np.ndarray, np.n
 
     Starts at (0, 0). FPR is NaN without defect-free pixels, PRO without regions.
     """
-    fpr = np.concatenate(([0], counts.fp)) / (n_neg or np.nan)
+    fpr = np.empty(counts.fp.size + 1)
+    fpr[0] = 0.0
+    np.divide(counts.fp, n_neg or np.nan, out=fpr[1:])
+    pro = np.empty_like(fpr)
+    pro[0] = 0.0
     # a float sum of weights can end a hair above 1
-    pro = np.minimum(np.concatenate(([0.0], counts.weight)), 1.0)
+    np.minimum(counts.weight, 1.0, out=pro[1:])
     if n_regions == 0:
         pro[:] = np.nan
     return fpr, pro
