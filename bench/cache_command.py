@@ -54,7 +54,7 @@ def main(argv: list[str]) -> int:
                         help="list the entries (default) or delete them all; only folders holding "
                              f"the cache's {MANIFEST} are touched")
     parser.add_argument("--cache-dir", type=Path, default=None,
-                        help="the feature cache (default: $PATCHBENCH_CACHE/features)")
+                        help="the feature cache (default: $PATCHBENCH_CACHE/features, else ~/.cache/patchbench/features)")
     options = parser.parse_args(argv)
     cache_dir = options.cache_dir or default_cache_dir()
     if options.action == "clear":
