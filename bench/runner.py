@@ -54,21 +54,12 @@ def check_prediction(method: str, prediction: Prediction, n: int, image_size: tu
 
 
 def accuracy(method: str, labels: np.ndarray, masks: np.ndarray, prediction: Prediction,
-             fpr_limit: float) -> tuple[dict, tuple[float, float]]:
-    """The accuracy columns of one (category, method) row, and the image and pixel F1-max thresholds."""
-    scores, maps = prediction.scores, prediction.maps
-    image_f1, image_threshold = metrics.f1_max(labels, scores, method=method)
-    pixel_f1, pixel_threshold = metrics.pixel_f1_max(masks, maps, method=method)
-    columns = {
-        "image_auroc": metrics.image_auroc(labels, scores, method=method),
-        "pixel_auroc": metrics.pixel_auroc(masks, maps, method=method),
-        "pro": metrics.au_pro(masks, maps, fpr_limit=fpr_limit, method=method),
-        "image_f1_max": image_f1,
-        "pixel_f1_max": pixel_f1,
-        "image_ap": metrics.average_precision(labels, scores, method=method),
-        "pixel_ap": metrics.pixel_average_precision(masks, maps, method=method),
-    }
-    return columns, (image_threshold, pixel_threshold)
+             fpr_limit: float) -> metrics.Evaluation:
+    """Every accuracy number and curve of one (category, method), from one ``metrics.evaluate`` that
+    sorts the image scores once and the pixels once: ``.columns()`` are the row's accuracy columns,
+    and ``save_predictions`` takes the thresholds and curves from it."""
+    return metrics.evaluate(labels, prediction.scores, masks, prediction.maps, fpr_limit=fpr_limit,
+                            method=method)
 
 
 def run_method(cls: type[AnomalyMethod], options, train: FeatureSet, test: FeatureSet):
@@ -209,10 +200,10 @@ def run_category(category, methods, options, backbone, cache, data_root, folder,
                     len(train_samples), len(test_samples))
         try:
             method, prediction, fit_probe, predict_probe = run_method(cls, options, train.features, test.features)
-            columns, thresholds = accuracy(name, labels, masks, prediction, options.pro_fpr_limit)
-            row = {**base(name), **columns}
+            evaluation = accuracy(name, labels, masks, prediction, options.pro_fpr_limit)
+            row = {**base(name), **evaluation.columns()}
             save_predictions(prediction_path(folder.path, category, name), test_samples, labels, masks,
-                             prediction.scores, prediction.maps, thresholds)
+                             prediction.scores, prediction.maps, evaluation)
             if options.save_models:
                 save_model(method, folder.path / "models" / category / name, backbone=backbone.name,
                            weights_id=backbone.weights_id, weights_used=backbone.weights_used,

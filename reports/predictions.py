@@ -37,19 +37,12 @@ def thin(x: np.ndarray, y: np.ndarray, points: int = CURVE_POINTS) -> tuple[np.n
 
 
 def save_predictions(path: Path, samples, labels: np.ndarray, masks: np.ndarray, scores: np.ndarray,
-                     maps: np.ndarray, evaluation: metrics.Evaluation | tuple[float, float]) -> Path:
+                     maps: np.ndarray, evaluation: metrics.Evaluation) -> Path:
     """Write one (category, method) prediction. ``labels``, ``scores``: ``[N]``; ``masks``, ``maps``:
     ``[N, H, W]``; ``evaluation``: ``metrics.evaluate`` of these arrays, already computed for the
     tables, whose thresholds and curves are saved as they are (nothing is sorted again here).
-
-    Passing the ``(image, pixel)`` F1-max thresholds instead of an ``Evaluation`` is the old form,
-    kept for callers not yet changed: the curves are then computed here, by one ``evaluate``.
     """
-    if isinstance(evaluation, metrics.Evaluation):
-        thresholds = evaluation.thresholds
-    else:
-        thresholds = tuple(evaluation)
-        evaluation = metrics.evaluate(labels, scores, masks, maps)
+    thresholds = evaluation.thresholds
     pro_fpr, pro_overlap = thin(evaluation.pro_fpr, evaluation.pro_overlap)
     arrays = {
         "image_paths": np.array([str(s.image_path) for s in samples]),

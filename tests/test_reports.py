@@ -90,9 +90,8 @@ def make_run(folder: Path, data: Path, weights: str = "random", failed: tuple = 
         for method in METHODS:
             maps = masks * rng.uniform(0.5, 1.0) + rng.uniform(0, 0.6, masks.shape)
             scores = maps.reshape(len(samples), -1).max(axis=1)
-            thresholds = (metrics.f1_max(labels, scores)[1], metrics.pixel_f1_max(masks, maps)[1])
             save_predictions(prediction_path(folder, category, method), samples, labels, masks,
-                             scores, maps, thresholds)
+                             scores, maps, metrics.evaluate(labels, scores, masks, maps))
             rows.append(result_row(category, method, weights))
     pd.DataFrame(rows).to_csv(folder / "results.csv", index=False)
     return folder

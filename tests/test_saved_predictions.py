@@ -48,15 +48,3 @@ def test_saved_curves_and_thresholds_are_the_evaluations(prediction, tmp_path, m
     assert float(saved["pixel_threshold"]) == metrics.pixel_f1_max(masks, maps)[1]
     assert saved["image_threshold"].dtype == saved["pixel_threshold"].dtype == np.float64
     assert saved["labels"].dtype == np.int8 and saved["maps"].dtype == np.float16
-
-
-def test_old_thresholds_form_writes_the_same_file(prediction, tmp_path):
-    samples, labels, masks, scores, maps = prediction
-    evaluation = metrics.evaluate(labels, scores, masks, maps)
-    new = load_predictions(save_predictions(tmp_path / "new.npz", samples, labels, masks, scores, maps,
-                                            evaluation))
-    old = load_predictions(save_predictions(tmp_path / "old.npz", samples, labels, masks, scores, maps,
-                                            evaluation.thresholds))
-    assert set(new) == set(old) == KEYS
-    for key in KEYS:
-        np.testing.assert_array_equal(new[key], old[key], err_msg=key)
