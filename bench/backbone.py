@@ -39,7 +39,7 @@ import numpy as np
 from bench.errors import PatchbenchError
 from bench.filehash import file_sha256
 from bench.log import logger
-from bench.model_weights import file_weights_id
+from bench.model_weights import file_weights_id, random_weights_id
 from bench.quiet_stderr import drop_lines
 from bench.threads import configure_cpu_env, cpu_count
 from datasets.cache_root import configured_cache_root
@@ -156,7 +156,7 @@ class Backbone:
                 _warn_random_fallback(name, self.seed, error)
                 weights = "random"
         if weights == "random":
-            self.weights_used, self.weights_id = "random", f"random-seed{self.seed}"
+            self.weights_used, self.weights_id = "random", random_weights_id(self.seed)
         elif weights != "imagenet":
             path = os.fspath(weights)
             if not os.path.isfile(path):

@@ -30,13 +30,13 @@ from types import MappingProxyType
 
 import numpy as np
 
-from bench.atomic import write_atomic, write_text_atomic
 from bench.errors import PatchbenchError
 from bench.filehash import file_crc32
 from bench.log import logger, progress
 from datasets import Sample, read_images
 from datasets.cache_root import cache_root
 from methods.base import FeatureSet
+from reports.atomic import write_atomic, write_text_atomic
 
 # 2: avgpool is always layer4's pool, and entries are checked before they are written.
 FORMAT_VERSION = 2

@@ -37,7 +37,6 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from bench.atomic import write_atomic, write_text_atomic
 from bench.errors import PatchbenchError
 from bench.filehash import file_digests
 from bench.model_compat import check_compatible
@@ -46,6 +45,7 @@ from bench.model_weights import (
 )
 from bench.models import load_model
 from bench.plugins import available_methods, plugin_manager
+from reports.atomic import write_atomic, write_text_atomic
 from reports.figures import overlay
 
 # Images read, extracted and predicted at a time: bounds the feature memory whatever the number of images.
