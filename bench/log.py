@@ -17,6 +17,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+import methods.coreset
+
 logger = logging.getLogger("patchbench")
 _quiet = False
 
@@ -58,6 +60,7 @@ def setup(quiet: bool = False) -> None:
     """Terminal output for this process: INFO and up, or WARNING and up when ``quiet``."""
     global _quiet
     _quiet = quiet
+    methods.coreset.show_progress = not quiet  # the one bar drawn below the harness
     logger.setLevel(logging.DEBUG)
     logger.propagate = False
     for handler in [h for h in logger.handlers if isinstance(h, _TqdmSafeHandler)]:

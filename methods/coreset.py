@@ -33,6 +33,8 @@ from methods.coreset_paddle import greedy_paddle
 from methods.coreset_pruned import greedy_numpy
 
 Progress = Callable[[int, int], None]
+# The default bar shows on a terminal; the harness turns it off for --quiet (bench.log.setup).
+show_progress = True
 
 
 def random_projection(features: np.ndarray, projection_dim: int | None, seed: int) -> np.ndarray:
@@ -79,5 +81,5 @@ def progress_bar(total: int) -> Iterator[Progress]:
     """A ``progress(done, total)`` that moves a tqdm bar on stderr, shown on a terminal only."""
     # The seeded start is chosen before the first step.
     with tqdm(total=total, initial=1, desc="coreset", unit="pt", leave=False, dynamic_ncols=True,
-              disable=None) as bar:
+              disable=None if show_progress else True) as bar:
         yield lambda done, _total: bar.update(done - bar.n)

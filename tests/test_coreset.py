@@ -2,6 +2,9 @@
 selection, bounds that never skip a point that moves, seeding, the projection, the Paddle path
 against the NumPy one."""
 
+import io
+import sys
+
 import numpy as np
 import pytest
 
@@ -210,3 +213,24 @@ def test_paddle_path_takes_a_tensor_and_breaks_ties_like_numpy():
     got = greedy_paddle(dup, 4, 30)
     assert len(set(got.tolist())) == 30
     np.testing.assert_array_equal(dup[got[:20]], dup[plain_greedy(dup, 4, 20)])
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_quiet_hides_the_coreset_bar_even_on_a_terminal(monkeypatch):
+    from bench import log
+
+    x = np.random.default_rng(0).normal(size=(300, 8)).astype(np.float32)
+    shown = {}
+    for quiet in (False, True):
+        log.setup(quiet=quiet)
+        terminal = _Terminal()
+        monkeypatch.setattr(sys, "stderr", terminal)
+        greedy_coreset(x, 50, projection_dim=None, seed=0)
+        monkeypatch.undo()
+        shown[quiet] = "coreset" in terminal.getvalue()
+    log.setup()
+    assert shown == {False: True, True: False}
