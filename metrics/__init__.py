@@ -11,9 +11,15 @@ pooled over all test images of a category. Higher scores mean more anomalous.
 Undefined metrics (a test set without good or without defective samples) are
 NaN with a ``MetricWarning``; NaN/inf scores and mismatched shapes raise
 ``metrics.MetricError``, naming the method if ``method=`` is given.
+
+Statistics: ``bootstrap_ci(metric, *arrays)`` and ``paired_bootstrap_ci`` give
+percentile bootstrap intervals over resampled test images (``metrics.bootstrap``);
+``wilcoxon``, ``friedman``, ``average_ranks`` and ``nemenyi_critical_difference``
+compare methods across categories (``metrics.ranktests``).
 """
 
 from metrics._checks import MetricError, MetricWarning
+from metrics.bootstrap import bootstrap_ci, paired_bootstrap_ci
 from metrics.classification import (
     average_precision,
     f1_max,
@@ -25,6 +31,7 @@ from metrics.classification import (
 )
 from metrics.evaluate import Evaluation, evaluate
 from metrics.pro import au_pro, pro_curve
+from metrics.ranktests import average_ranks, friedman, nemenyi_critical_difference, wilcoxon
 
 __all__ = [
     "Evaluation",
@@ -32,12 +39,18 @@ __all__ = [
     "MetricWarning",
     "au_pro",
     "average_precision",
+    "average_ranks",
+    "bootstrap_ci",
     "evaluate",
     "f1_max",
+    "friedman",
     "image_auroc",
+    "nemenyi_critical_difference",
+    "paired_bootstrap_ci",
     "pixel_auroc",
     "pixel_average_precision",
     "pixel_f1_max",
     "pro_curve",
     "roc_curve",
+    "wilcoxon",
 ]
