@@ -139,8 +139,7 @@ def banner_html() -> str:
 
 
 def settings_html(settings: RunSettings, run_dir: Path) -> str:
-    rows = list(settings.header().items())
-    rows = [(label, text) for label, text in rows if label != "device"]
+    rows = [(label, text) for label, text in settings.header().items() if label != "device"]
     rows.append(("device", requested_device(settings)))  # also for runs that did not record it
     if settings.argv:
         rows.append(("command", "python bench.py " + shlex.join(map(str, settings.argv))))
