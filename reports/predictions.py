@@ -1,6 +1,7 @@
 """What a run keeps of each (category, method) prediction, for figures and comparisons.
 
-``<run>/predictions/<category>/<method>.npz`` (plain NumPy arrays, no pickle):
+``<run>/predictions/<category>/<method>.npz`` (plain NumPy arrays, no pickle),
+``<method>.seed<S>.npz`` for each seed of a run of several seeds:
 
 - ``image_paths``, ``mask_paths``: ``[N]`` str (mask path ``""`` for good images)
 - ``labels``: ``[N]`` int8; ``scores``: ``[N]`` float64 image scores
@@ -70,5 +71,7 @@ def load_predictions(path: Path) -> dict[str, np.ndarray]:
         return {key: data[key] for key in data.files}
 
 
-def prediction_path(run_dir: Path, category: str, method: str) -> Path:
-    return Path(run_dir) / "predictions" / category / f"{method}.npz"
+def prediction_path(run_dir: Path, category: str, method: str, seed: int | None = None) -> Path:
+    """``predictions/<category>/<method>.npz``; in a run of several seeds, ``<method>.seed<seed>.npz``."""
+    name = method if seed is None else f"{method}.seed{seed}"
+    return Path(run_dir) / "predictions" / category / f"{name}.npz"

@@ -3,7 +3,7 @@
 A run folder holds::
 
     run.json      the settings (``RunSettings``), format version 2
-    results.csv   one row per (category, method); an ``error`` column for rows that failed
+    results.csv   one row per (category, method, seed); an ``error`` column for rows that failed
     results.md    the settings as a list, then one table per column
     run.log, report.html, predictions/, models/   written by others into the same folder
 
@@ -14,6 +14,8 @@ A run folder holds::
      "data": "/path/to/root", "categories": ["bottle", ...],
      "backbone": "resnet18", "weights": "imagenet" | "random" | "file:<name>",
      "resize": 256, "crop": 224, "seed": 0, "pro_fpr_limit": 0.3,
+     "seeds": [0, 1, 2],        the methods' seeds (a row each); "seed" is the data's and weights'
+     "bootstrap": 1000,         resamples of the test images per interval, 0 for none
      "device": "cpu" | "gpu",
      "methods": {"patchcore": {"coreset_ratio": 0.1, ...}, ...},   hyper-parameters
      "versions": {"patchbench": "...", "numpy": "...", ...}}
@@ -57,6 +59,8 @@ class RunSettings:
     crop: int | None = None
     seed: int | None = None
     pro_fpr_limit: float = 0.3
+    seeds: list[int] = field(default_factory=list)
+    bootstrap: int = 0
     device: str | None = None
     methods: dict[str, dict] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
@@ -69,13 +73,23 @@ class RunSettings:
             "backbone": self.backbone,
             "weights": self.weights,
             "image": f"resize {self.resize}, crop {self.crop}" if self.resize is not None else None,
-            "seed": self.seed,
+            "seed": self.seed if len(self.method_seeds) <= 1 else f"{self.seed} (data and weights)",
+            "method seeds": ", ".join(map(str, self.method_seeds)) if len(self.method_seeds) > 1 else None,
             "PRO FPR limit": self.pro_fpr_limit,
+            "bootstrap": f"{self.bootstrap} resamples of the test images, 95 % percentile intervals"
+            if self.bootstrap else None,
             "device": self.device,
         }
         for name, params in self.methods.items():
             lines[f"{name} settings"] = ", ".join(f"{k}={v}" for k, v in params.items()) or "(none)"
         return {label: str(text) for label, text in lines.items() if text is not None}
+
+    @property
+    def method_seeds(self) -> list[int]:
+        """The seeds the methods ran with, one row each; a folder of before seeds were an axis had one."""
+        if self.seeds:
+            return list(self.seeds)
+        return [] if self.seed is None else [self.seed]
 
     def to_json(self) -> str:
         return json.dumps({"format": FORMAT, "format_version": FORMAT_VERSION, **asdict(self)}, indent=2)

@@ -1,9 +1,17 @@
-"""Result rows -> comparison tables: one table per metric, categories as rows, methods as columns."""
+"""Result rows -> comparison tables: one table per metric, categories as rows, methods as columns.
+
+A run has one row per (category, method, seed). A cell is the mean over the
+seeds, shown as ``mean ± std`` when there are several; the accuracy metrics
+with a bootstrap interval (``<key>_low``, ``<key>_high`` in the rows) show it as
+``[low, high]`` after the value, averaged over the seeds. The ``mean`` row is
+the mean over categories, and its spread the std over seeds of that mean.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+import numpy as np
 import pandas as pd
 
 
@@ -15,12 +23,14 @@ class Column:
     title: str
     higher_is_better: bool
     fmt: str
+    # whether rows may carry a bootstrap interval, ``<key>_low`` and ``<key>_high``
+    interval: bool = False
 
 
 ACCURACY = (
-    Column("image_auroc", "Image AUROC", True, ".3f"),
-    Column("pixel_auroc", "Pixel AUROC (all test pixels)", True, ".3f"),
-    Column("pro", "AU-PRO (MVTec protocol, FPR up to {fpr_limit})", True, ".3f"),
+    Column("image_auroc", "Image AUROC", True, ".3f", interval=True),
+    Column("pixel_auroc", "Pixel AUROC (all test pixels)", True, ".3f", interval=True),
+    Column("pro", "AU-PRO (MVTec protocol, FPR up to {fpr_limit})", True, ".3f", interval=True),
     Column("image_f1_max", "Image F1-max", True, ".3f"),
     Column("pixel_f1_max", "Pixel F1-max", True, ".3f"),
     Column("image_ap", "Image average precision", True, ".3f"),
@@ -47,20 +57,103 @@ def table_columns(fpr_limit: float) -> tuple[Column, ...]:
     return tuple(replace(c, title=c.title.format(fpr_limit=fpr_limit)) for c in TABLES)
 
 
-def metric_table(results: pd.DataFrame, key: str) -> pd.DataFrame:
-    """``results`` rows (category, method, key) -> categories x methods, with a ``mean`` row.
+@dataclass(frozen=True)
+class MetricTable:
+    """One column of a run as categories (and ``mean``) x methods: the mean over seeds, its std over
+    seeds (NaN with one seed) and the seed-averaged interval bounds (NaN without an interval)."""
 
-    The mean is NaN for a method that has no value in some category, so a
-    failed category never makes a method look better on average.
-    """
-    table = results.pivot_table(index="category", columns="method", values=key, aggfunc="first",
-                                sort=False, dropna=False)
-    table = table.reindex(index=list(dict.fromkeys(results["category"])),
-                          columns=list(dict.fromkeys(results["method"])))
-    table.loc["mean"] = table.mean(axis=0, skipna=False)
+    mean: pd.DataFrame
+    std: pd.DataFrame
+    low: pd.DataFrame
+    high: pd.DataFrame
+    seeds: int
+
+    def cell(self, row, method, fmt: str) -> str:
+        """``0.912``, ``0.912 ± 0.013``, ``0.912 [0.871, 0.950]`` or both, as this table has them."""
+        return cell_text(self.mean.loc[row, method], self.std.loc[row, method], self.low.loc[row, method],
+                         self.high.loc[row, method], fmt)
+
+    def texts(self, fmt: str) -> pd.DataFrame:
+        return pd.DataFrame({m: [self.cell(r, m, fmt) for r in self.mean.index] for m in self.mean.columns},
+                            index=self.mean.index)
+
+
+def seed_count(results: pd.DataFrame) -> int:
+    """How many seeds the rows were run with (1 for rows without a seed column)."""
+    return int(results["seed"].nunique()) if "seed" in results and results["seed"].notna().any() else 1
+
+
+def _by_seed(results: pd.DataFrame, key: str) -> pd.DataFrame:
+    """``[(category, method), seeds]`` values of ``key``, NaN where a row failed or is missing."""
+    frame = results[["category", "method"]].copy()
+    frame["seed"] = results["seed"].fillna(-1) if "seed" in results else -1
+    frame["value"] = pd.to_numeric(results[key], errors="coerce") if key in results else np.nan
+    wide = frame.groupby(["category", "method", "seed"], sort=False)["value"].first().unstack("seed")
+    pairs = pd.MultiIndex.from_product([list(dict.fromkeys(results["category"])),
+                                        list(dict.fromkeys(results["method"]))], names=["category", "method"])
+    return wide.reindex(pairs)
+
+
+def _grid(values: pd.Series, mean_row: pd.Series) -> pd.DataFrame:
+    """``(category, method)`` values and per-method mean-row values -> categories + ``mean`` x methods."""
+    table = values.unstack("method")
+    table = table.reindex(index=list(dict.fromkeys(values.index.get_level_values("category"))),
+                          columns=list(dict.fromkeys(values.index.get_level_values("method"))))
+    table.loc["mean"] = mean_row.reindex(table.columns)
     table.index.name = "category"
     table.columns.name = None
     return table
+
+
+def metric_tables(results: pd.DataFrame, key: str) -> MetricTable:
+    """``results`` rows (category, method, seed, key) -> a ``MetricTable``.
+
+    NaN is never skipped: a method with a failed seed has no mean in that
+    category, and one with a failed category no mean row, so a failure never
+    makes a method look better.
+    """
+    wide = _by_seed(results, key)
+    # mean over categories, per seed: [methods, seeds]
+    per_seed = wide.groupby(level="method", sort=False).mean().where(
+        ~wide.isna().groupby(level="method", sort=False).any())
+    seeds = wide.shape[1]
+    mean = _grid(wide.mean(axis=1, skipna=False), per_seed.mean(axis=1, skipna=False))
+    std = (_grid(wide.std(axis=1, skipna=False, ddof=1), per_seed.std(axis=1, skipna=False, ddof=1))
+           if seeds > 1 else mean * np.nan)
+    bounds = []
+    for end in ("low", "high"):
+        bound = _by_seed(results, f"{key}_{end}").reindex(wide.index)
+        bounds.append(_grid(bound.mean(axis=1, skipna=False), pd.Series(dtype=np.float64)))
+    return MetricTable(mean, std, *bounds, seeds=seeds)
+
+
+def metric_table(results: pd.DataFrame, key: str) -> pd.DataFrame:
+    """The mean over seeds of ``key``: categories (and ``mean``) x methods."""
+    return metric_tables(results, key).mean
+
+
+def cell_text(mean: float, std: float, low: float, high: float, fmt: str) -> str:
+    if pd.isna(mean):
+        return "–"
+    if np.isinf(mean):
+        return "inf" if mean > 0 else "-inf"
+    text = format(mean, fmt)
+    if not pd.isna(std):
+        text += f" ± {format(std, fmt)}"
+    if not (pd.isna(low) or pd.isna(high)):
+        text += f" [{format(low, fmt)}, {format(high, fmt)}]"
+    return text
+
+
+def table_subtitle(column: Column, table: MetricTable) -> str:
+    """What a table's cells are: direction, then seeds and interval when the cells show them."""
+    parts = ["higher is better" if column.higher_is_better else "lower is better"]
+    if table.seeds > 1:
+        parts.append(f"mean ± std over {table.seeds} seeds")
+    if table.low.notna().any().any():
+        parts.append("[95 % bootstrap interval over test images" + (", averaged over seeds]" if table.seeds > 1
+                                                                    else "]"))
+    return "; ".join(parts)
 
 
 def has_values(results: pd.DataFrame, column: Column) -> bool:
@@ -83,10 +176,15 @@ def markdown_tables(results: pd.DataFrame, columns: tuple[Column, ...] = TABLES)
     for column in columns:
         if not has_values(results, column):
             continue
-        direction = "higher is better" if column.higher_is_better else "lower is better"
-        table = metric_table(results, column.key)
-        parts.append(f"### {column.title} ({direction})\n\n{table.to_markdown(floatfmt=column.fmt)}\n")
+        table = metric_tables(results, column.key)
+        if table.seeds > 1 or table.low.notna().any().any():
+            texts = table.texts(column.fmt)
+            body = texts.to_markdown(disable_numparse=True, colalign=("left",) + ("right",) * texts.shape[1])
+        else:
+            body = table.mean.to_markdown(floatfmt=column.fmt)  # one seed, no interval: as before seeds
+        parts.append(f"### {column.title} ({table_subtitle(column, table)})\n\n{body}\n")
     if "error" in results and results["error"].notna().any():
-        failed = results[results["error"].notna()][["category", "method", "error"]]
+        shown = ["category", "method", *(["seed"] if seed_count(results) > 1 else []), "error"]
+        failed = results[results["error"].notna()][shown]
         parts.append(f"### Failures\n\n{failed.to_markdown(index=False)}\n")
     return "\n".join(parts)
