@@ -14,12 +14,14 @@ NaN with a ``MetricWarning``; NaN/inf scores and mismatched shapes raise
 
 Statistics: ``bootstrap_ci(metric, *arrays)`` and ``paired_bootstrap_ci`` give
 percentile bootstrap intervals over resampled test images (``metrics.bootstrap``);
+``bootstrap_values`` gives the metric on each resample and ``percentile_interval``
+the interval of such values, for callers that combine resamples first;
 ``wilcoxon``, ``friedman``, ``average_ranks`` and ``nemenyi_critical_difference``
 compare methods across categories (``metrics.ranktests``).
 """
 
 from metrics._checks import MetricError, MetricWarning
-from metrics.bootstrap import bootstrap_ci, paired_bootstrap_ci
+from metrics.bootstrap import bootstrap_ci, bootstrap_values, paired_bootstrap_ci, percentile_interval
 from metrics.classification import (
     average_precision,
     f1_max,
@@ -41,12 +43,14 @@ __all__ = [
     "average_precision",
     "average_ranks",
     "bootstrap_ci",
+    "bootstrap_values",
     "evaluate",
     "f1_max",
     "friedman",
     "image_auroc",
     "nemenyi_critical_difference",
     "paired_bootstrap_ci",
+    "percentile_interval",
     "pixel_auroc",
     "pixel_average_precision",
     "pixel_f1_max",

@@ -16,7 +16,10 @@ their measured error against the exact metrics: below 1e-5 for pixel AUROC,
 returning a float is called once per resample.
 
 Resamples on which the metric is undefined (NaN) are dropped; if none is left
-the interval is ``(nan, nan)``.
+the interval is ``(nan, nan)``. ``bootstrap_values`` gives the metric on each
+resample (NaN kept) and ``percentile_interval`` the interval of such values:
+together they let a caller combine resamples first, e.g. average a method's
+values over its seeds (same seed, same test images: the same resamples).
 """
 
 from __future__ import annotations
@@ -46,9 +49,10 @@ def bootstrap_ci(metric, *arrays, n_resamples: int = 1000, level: float = 0.95,
     stratified by the anomalous images of ``arrays[0]``; ``level`` in (0, 1).
     The same seed gives the same resamples for every metric of the same ``N``
     images (and classes), on the fast path and the generic one alike.
+    Equal to ``percentile_interval(bootstrap_values(metric, *arrays, ...), level)``.
     """
-    counts, indices = _resamples(arrays, n_resamples, level, seed)
-    return _interval(_values(metric, arrays, counts, indices), level)
+    _check_level(level)  # before the resamples are computed, not after
+    return _interval(bootstrap_values(metric, *arrays, n_resamples=n_resamples, seed=seed), level)
 
 
 def paired_bootstrap_ci(metric, reference, first, second, *, n_resamples: int = 1000,
@@ -70,11 +74,35 @@ def paired_bootstrap_ci(metric, reference, first, second, *, n_resamples: int = 
     if np.shape(first) != np.shape(second):
         raise MetricError(f"the two methods' scores differ in shape: {np.shape(first)} and "
                           f"{np.shape(second)}; a paired comparison needs the same test images")
-    counts, indices = _resamples((reference, first), n_resamples, level, seed)
-    values = (_values(metric, (reference, first), counts, indices)
-              - _values(metric, (reference, second), counts, indices))
+    _check_level(level)
+    # the same seed and the same reference (strata) give the same resamples to both calls
+    values = (bootstrap_values(metric, reference, first, n_resamples=n_resamples, seed=seed)
+              - bootstrap_values(metric, reference, second, n_resamples=n_resamples, seed=seed))
     diff = float(metric(reference, first) - metric(reference, second))
     return (diff, *_interval(values, level))
+
+
+def bootstrap_values(metric, *arrays, n_resamples: int = 1000, seed: int = 0) -> np.ndarray:
+    """``metric(*arrays)`` on each resample of the test images: ``[n_resamples]``, NaN where undefined.
+
+    The resamples of ``bootstrap_ci`` with the same ``seed`` (same arguments as
+    there, without ``level``). Resamples depend only on ``seed`` and the
+    anomalous images of ``arrays[0]``, so the values of several methods (or of
+    one method under several seeds) scored on the same test images line up
+    resample by resample: their differences or means are paired values, whose
+    interval ``percentile_interval`` gives.
+    """
+    counts, indices = _resamples(arrays, n_resamples, seed)
+    return _values(metric, arrays, counts, indices)
+
+
+def percentile_interval(values, level: float = 0.95) -> tuple[float, float]:
+    """The central ``level`` percentile interval ``(low, high)`` of ``values [R]``, NaN values left out.
+
+    ``(nan, nan)`` when no value is defined. ``level`` in (0, 1).
+    """
+    _check_level(level)
+    return _interval(np.asarray(values, dtype=np.float64).ravel(), level)
 
 
 def resample_indices(first, n_resamples: int, seed: int = 0) -> np.ndarray:
@@ -96,14 +124,17 @@ def resample_indices(first, n_resamples: int, seed: int = 0) -> np.ndarray:
     return np.concatenate(parts, axis=1) if parts else np.empty((n_resamples, 0), dtype=np.int64)
 
 
-def _resamples(arrays, n_resamples, level, seed):
+def _check_level(level) -> None:
+    if not 0 < level < 1:
+        raise MetricError(f"level must be in (0, 1); got {level}")
+
+
+def _resamples(arrays, n_resamples, seed):
     """Checks, then ``(counts [R, N] float, indices [R, N])`` of the resamples."""
     if not arrays:
         raise MetricError("bootstrap needs the metric's arrays, e.g. labels and scores")
     if int(n_resamples) != n_resamples or n_resamples < 1:
         raise MetricError(f"n_resamples must be a positive integer; got {n_resamples}")
-    if not 0 < level < 1:
-        raise MetricError(f"level must be in (0, 1); got {level}")
     lengths = {np.shape(a)[0] if np.ndim(a) else None for a in arrays}
     if len(lengths) != 1:
         raise MetricError(f"every bootstrap array needs the same first axis (test images); "
