@@ -63,8 +63,16 @@ def base_parser(add_help: bool = True) -> argparse.ArgumentParser:
     parser.add_argument("--no-cache", action="store_true",
                         help="extract features afresh and keep them in memory only")
     parser.add_argument("--seed", type=int_range(0, MAX_SEED), default=0,
-                        help="seed of every random choice: synthetic data, random weights, coreset start, "
-                             f"projections (default 0; 0 to {MAX_SEED})")
+                        help="seed of every random choice: synthetic data, random weights, bootstrap resamples, "
+                             "and the methods' coreset start, projections, channel subsets unless --seeds is "
+                             f"given (default 0; 0 to {MAX_SEED})")
+    parser.add_argument("--seeds", type=seed_list, default=None, metavar="S1,S2,...",
+                        help="run every method once per seed, e.g. 0,1,2: tables show mean ± std over seeds. "
+                             "Only the methods' random choices change; data, weights and features stay those "
+                             "of --seed and are extracted once")
+    parser.add_argument("--bootstrap", type=int_range(0), default=1000, metavar="N",
+                        help="resamples of the test images for the 95 %% intervals of image AUROC, pixel AUROC "
+                             "and AU-PRO, and the paired comparisons in report.html (default 1000; 0: none)")
     parser.add_argument("--pro-fpr-limit", type=float_range(0.0, 1.0, low_open=True), default=0.3,
                         help="AU-PRO integrates up to this false-positive rate "
                              "(default 0.3, the MVTec protocol; > 0 and <= 1)")
@@ -82,6 +90,17 @@ def base_parser(add_help: bool = True) -> argparse.ArgumentParser:
                         help="no progress bars or step messages; tables, warnings and errors still show")
     parser.add_argument("--list-methods", action="store_true", help="list the registered methods and exit")
     return parser
+
+
+def seed_list(text: str) -> list[int]:
+    """``"0,1,2"`` -> ``[0, 1, 2]``: distinct seeds, each in the range of ``--seed``."""
+    seed = int_range(0, MAX_SEED)
+    seeds = [seed(part.strip()) for part in text.split(",") if part.strip()]
+    if not seeds:
+        raise argparse.ArgumentTypeError(f"expected comma-separated seeds such as 0,1,2; got {text!r}")
+    if len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"each seed once, please; got {text!r}")
+    return seeds
 
 
 def parse(argv: list[str]):

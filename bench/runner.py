@@ -1,15 +1,19 @@
-"""One benchmark run: for each category, extract features once, then fit, predict and score each method.
+"""One benchmark run: for each category, extract features once, then fit, predict and score each method
+once per seed.
 
 A run lives in its own folder. ``results.csv`` and ``results.md`` are rewritten
-(atomically) after every (category, method) row, so an interrupted run keeps
-what it finished and ``--resume`` carries on from there. A category that fails
-is recorded with its reason and the run goes on with the next.
+(atomically) after every (category, method, seed) row, so an interrupted run
+keeps what it finished and ``--resume`` carries on from there. A category that
+fails is recorded with its reason and the run goes on with the next.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import functools
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -62,6 +66,33 @@ def accuracy(method: str, labels: np.ndarray, masks: np.ndarray, prediction: Pre
                             method=method)
 
 
+def intervals(labels: np.ndarray, masks: np.ndarray, prediction: Prediction, n_resamples: int, seed: int,
+              fpr_limit: float) -> dict[str, float]:
+    """95 % bootstrap intervals over the test images, as ``<key>_low``/``<key>_high`` row columns.
+
+    Every method and method seed of a run resamples with the run's ``seed``, so
+    they are judged on the same resamples of the same images.
+    """
+    metric_arrays = {"image_auroc": (metrics.image_auroc, labels, prediction.scores),
+                     "pixel_auroc": (metrics.pixel_auroc, masks, prediction.maps),
+                     "pro": (functools.partial(metrics.au_pro, fpr_limit=fpr_limit), masks, prediction.maps)}
+    columns = {}
+    for key, (metric, *arrays) in metric_arrays.items():
+        columns[f"{key}_low"], columns[f"{key}_high"] = metrics.bootstrap_ci(
+            metric, *arrays, n_resamples=n_resamples, seed=seed)
+    return columns
+
+
+def method_seeds(options) -> list[int]:
+    """The seeds each (category, method) runs with: ``--seeds``, else ``--seed`` alone."""
+    return list(options.seeds) if getattr(options, "seeds", None) else [options.seed]
+
+
+def seeded(options, seed: int) -> argparse.Namespace:
+    """``options`` with the methods' ``seed`` set: what ``from_config`` reads."""
+    return argparse.Namespace(**{**vars(options), "seed": seed})
+
+
 def run_method(cls: type[AnomalyMethod], options, train: FeatureSet, test: FeatureSet):
     """Fit and predict one method under the harness's probes."""
     method = cls.from_config(options)
@@ -89,11 +120,15 @@ def shared_features_guard(cls: type[AnomalyMethod]):
 
 def method_settings(methods: dict[str, type[AnomalyMethod]], options) -> dict[str, dict]:
     """Each method's hyper-parameters as the run sets them, ``{name: {param: value}}``, for run.json
-    (so results.md and ``compare`` show them); values JSON cannot hold are written as text."""
+    (so results.md and ``compare`` show them); values JSON cannot hold are written as text. With
+    several seeds a ``seed`` parameter reads "per row", the rows' ``seed`` column says which."""
+    seeds = method_seeds(options)
     settings = {}
     for name, cls in methods.items():
         try:
-            params = cls.from_config(options).get_params()
+            params = cls.from_config(seeded(options, seeds[0])).get_params()
+            if len(seeds) > 1 and "seed" in params:
+                params["seed"] = "per row (method seeds)"
         except Exception as exc:  # noqa: BLE001 - a plugin's bad constructor fails its rows, not the run
             params = {"not recorded": f"{type(exc).__name__}: {exc}"}
         settings[name] = {key: value if isinstance(value, (bool, int, float, str, type(None))) else repr(value)
@@ -113,8 +148,8 @@ def run(options, methods: dict[str, type[AnomalyMethod]], backbone, data_root: P
         settings = RunSettings(
             argv=list(options.argv), data=str(data_root), categories=categories, backbone=options.backbone,
             weights=backbone.weights_used, resize=options.resize, crop=options.crop, seed=options.seed,
-            pro_fpr_limit=options.pro_fpr_limit, device=backbone.device,
-            methods=method_settings(methods, options), versions=versions())
+            pro_fpr_limit=options.pro_fpr_limit, seeds=method_seeds(options), bootstrap=options.bootstrap,
+            device=backbone.device, methods=method_settings(methods, options), versions=versions())
         folder = RunFolder.create(Path(options.output), settings)
     log_handler = attach_run_log(folder.path)
     logger.info("run folder: %s", folder.path)
@@ -125,40 +160,49 @@ def run(options, methods: dict[str, type[AnomalyMethod]], backbone, data_root: P
 
 
 def _run(options, methods, backbone, data_root, categories, folder, out) -> RunResult:
-    done = {(row["category"], row["method"]): row for row in folder.finished_rows()}
+    seeds = method_seeds(options)
+    done = {(row["category"], row["method"], row.get("seed", options.seed)): row for row in folder.finished_rows()}
     if done:
         logger.info("resuming: %d finished rows kept", len(done))
     rows: list[dict] = list(done.values())
     layers = tuple(sorted({layer for cls in methods.values() for layer in cls.layers}))
     cache_dir = None if options.no_cache else (options.cache_dir or default_cache_dir())
     cache = FeatureCache(backbone, layers, options.resize, options.crop, options.batch_size, cache_dir)
-    steps = progress(total=len(categories) * len(methods), initial=len(done), desc="benchmark", unit="fit")
+    steps = progress(total=len(categories) * len(methods) * len(seeds), initial=len(done), desc="benchmark",
+                     unit="fit")
     try:
         for category in categories:
-            todo = {name: cls for name, cls in methods.items() if (category, name) not in done}
+            todo = [(name, seed) for name in methods for seed in seeds if (category, name, seed) not in done]
             if todo:
-                run_category(category, todo, options, backbone, cache, data_root, folder, rows)
+                run_category(category, todo, methods, options, backbone, cache, data_root, folder, rows)
                 cache.drop(category)
                 steps.update(len(todo))
     except KeyboardInterrupt:
-        folder.write(ordered(rows, categories, methods))
+        folder.write(ordered(rows, categories, methods, seeds))
         logger.warning("interrupted; the finished rows are in %s (continue with --resume %s)",
                        folder.path, folder.path)
         raise
     steps.close()
-    rows = ordered(rows, categories, methods)
+    statistics_s = sum(row.get("statistics_s", 0.0) or 0.0 for row in rows)
+    if statistics_s:
+        logger.info("bootstrap intervals took %.1f s in all (%d resamples per interval)", statistics_s,
+                    options.bootstrap)
+    rows = ordered(rows, categories, methods, seeds)
     print(folder.write(rows), file=out)
     write_report(folder.path)
     logger.info("results written to %s", folder.path)
     return RunResult(folder.path, pd.DataFrame(rows))
 
 
-def ordered(rows: list[dict], categories: list[str], methods: dict) -> list[dict]:
-    """Rows in category order, then method order, whatever order they finished in."""
-    cat_index = {c: i for i, c in enumerate(categories)}
-    method_index = {m: i for i, m in enumerate(methods)}
-    return sorted(rows, key=lambda r: (cat_index.get(r["category"], len(cat_index)),
-                                       method_index.get(r["method"], len(method_index))))
+def ordered(rows: list[dict], categories: list[str], methods: dict, seeds: list[int]) -> list[dict]:
+    """Rows in category order, then method order, then seed order, whatever order they finished in."""
+    orders = [{value: i for i, value in enumerate(values)} for values in (categories, methods, seeds)]
+
+    def key(row):
+        return tuple(order.get(row.get(field), len(order))
+                     for order, field in zip(orders, ("category", "method", "seed")))
+
+    return sorted(rows, key=key)
 
 
 def failure_reason(exc: Exception, what: str) -> str:
@@ -168,19 +212,20 @@ def failure_reason(exc: Exception, what: str) -> str:
     return reason
 
 
-def run_category(category, methods, options, backbone, cache, data_root, folder, rows: list[dict]) -> None:
-    """Append one category's rows to ``rows`` as each finishes.
+def run_category(category, todo: list[tuple[str, int]], methods, options, backbone, cache, data_root, folder,
+                 rows: list[dict]) -> None:
+    """Append one category's rows to ``rows`` as each (method, seed) of ``todo`` finishes.
 
-    Bad data fails every method of the category; a failing method only itself.
-    Either way the failure becomes an ``error`` row and the run goes on.
+    The features are extracted (or read from the cache) once, for every method
+    and seed. Bad data fails every row of the category; a failing method only
+    its own row. Either way the failure becomes an ``error`` row and the run
+    goes on.
     """
+    several_seeds = len(method_seeds(options)) > 1
 
-    def base(name: str) -> dict:
-        return {"category": category, "method": name, "backbone": options.backbone,
+    def base(name: str, seed: int) -> dict:
+        return {"category": category, "method": name, "seed": seed, "backbone": options.backbone,
                 "weights": backbone.weights_used}
-
-    def failed(name: str, reason: str) -> dict:
-        return {**base(name), "seed": options.seed, "error": reason}
 
     try:
         train_samples = load_split(data_root, category, "train")
@@ -191,30 +236,39 @@ def run_category(category, methods, options, backbone, cache, data_root, folder,
         test = cache.get(category, "test", test_samples)
     except Exception as exc:  # noqa: BLE001 - one category must not sink the run
         reason = failure_reason(exc, f"category {category!r}")
-        rows.extend(failed(name, reason) for name in methods)
+        rows.extend({**base(name, seed), "error": reason} for name, seed in todo)
         folder.write(rows)
         return
 
-    for name, cls in methods.items():
-        logger.info("[%s] %s: fit on %d images, predict %d", category, name,
-                    len(train_samples), len(test_samples))
+    for name, seed in todo:
+        cls = methods[name]
+        logger.info("[%s] %s%s: fit on %d images, predict %d", category, name,
+                    f" (seed {seed})" if several_seeds else "", len(train_samples), len(test_samples))
+        file_seed = seed if several_seeds else None
         try:
-            method, prediction, fit_probe, predict_probe = run_method(cls, options, train.features, test.features)
+            method, prediction, fit_probe, predict_probe = run_method(
+                cls, seeded(options, seed), train.features, test.features)
             evaluation = accuracy(name, labels, masks, prediction, options.pro_fpr_limit)
-            row = {**base(name), **evaluation.columns()}
-            save_predictions(prediction_path(folder.path, category, name), test_samples, labels, masks,
-                             prediction.scores, prediction.maps, evaluation)
+            started = time.perf_counter()
+            bounds = (intervals(labels, masks, prediction, options.bootstrap, options.seed, options.pro_fpr_limit)
+                      if options.bootstrap else {})
+            statistics_s = time.perf_counter() - started
+            save_predictions(prediction_path(folder.path, category, name, file_seed), test_samples, labels,
+                             masks, prediction.scores, prediction.maps, evaluation)
             if options.save_models:
-                save_model(method, folder.path / "models" / category / name, backbone=backbone.name,
+                model_name = name if file_seed is None else f"{name}.seed{seed}"
+                save_model(method, folder.path / "models" / category / model_name, backbone=backbone.name,
                            weights_id=backbone.weights_id, weights_used=backbone.weights_used,
                            resize=options.resize, crop=options.crop, layers=cls.layers, category=category)
         except Exception as exc:  # noqa: BLE001 - one method must not sink the others
-            rows.append(failed(name, failure_reason(exc, f"{name} on {category!r}")))
+            rows.append({**base(name, seed), "error": failure_reason(exc, f"{name} on {category!r}")})
             folder.write(rows)
             continue
         seconds_per_image = predict_probe.seconds / len(test_samples)
         rows.append({
-            **row,
+            **base(name, seed),
+            **evaluation.columns(),
+            **bounds,
             "extract_s": train.seconds + test.seconds,
             "features_from_cache": train.from_cache and test.from_cache,
             "fit_s": fit_probe.seconds,
@@ -225,8 +279,8 @@ def run_category(category, methods, options, backbone, cache, data_root, folder,
             "fit_gpu_peak_mb": fit_probe.peak_gpu_bytes / MB,
             "predict_gpu_peak_mb": predict_probe.peak_gpu_bytes / MB,
             "model_mb": method.model_size_bytes() / MB,
+            "statistics_s": statistics_s,
             "n_train": len(train_samples),
             "n_test": len(test_samples),
-            "seed": options.seed,
         })
         folder.write(rows)

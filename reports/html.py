@@ -23,7 +23,9 @@ from reports.atomic import write_text_atomic
 from reports.examples import category_examples
 from reports.predictions import load_predictions, prediction_path
 from reports.runfolder import RunSettings, read_results, read_settings, requested_device
-from reports.tables import ACCURACY, MEMORY, SPEED, Column, has_values, metric_table, table_columns
+from reports.statistics import statistics_html
+from reports.tables import (ACCURACY, MEMORY, SPEED, Column, MetricTable, has_values, metric_tables, table_columns,
+                            table_subtitle)
 
 REPORT_FILE = "report.html"
 # The harness's logger, by name: reports imports nothing from bench.
@@ -61,14 +63,6 @@ figcaption { font-size: 0.85em; color: #555; }
 """
 
 
-def fmt_value(value: float, fmt: str) -> str:
-    if value is None or pd.isna(value):
-        return "–"
-    if np.isinf(value):
-        return "∞" if value > 0 else "−∞"
-    return format(value, fmt)
-
-
 def best_cells(table: pd.DataFrame, higher_is_better: bool, fmt: str) -> pd.DataFrame:
     """``[rows, methods]`` bool: the best value of each row (all of them on a tie), NaN never best.
 
@@ -90,19 +84,20 @@ def _as_shown(value: float, fmt: str) -> float:
     return float(format(value, fmt))
 
 
-def table_html(table: pd.DataFrame, column: Column) -> str:
-    """A titled categories x methods table (``metric_table``) with each row's best cell marked."""
-    direction = "higher is better" if column.higher_is_better else "lower is better"
-    best = best_cells(table, column.higher_is_better, column.fmt)
-    head = "".join(f"<th>{html.escape(str(m))}</th>" for m in table.columns)
+def table_html(table: MetricTable, column: Column) -> str:
+    """A titled categories x methods table (``metric_tables``) with each row's best mean marked."""
+    direction = table_subtitle(column, table)
+    best = best_cells(table.mean, column.higher_is_better, column.fmt)
+    head = "".join(f"<th>{html.escape(str(m))}</th>" for m in table.mean.columns)
     body = []
-    for row in table.index:
+    for row in table.mean.index:
         cells = []
-        for method in table.columns:
+        for method in table.mean.columns:
             is_best = bool(best.loc[row, method])
             css = "num best" if is_best else "num"
             title = ' title="best in this row"' if is_best else ""
-            cells.append(f'<td class="{css}"{title}>{fmt_value(table.loc[row, method], column.fmt)}</td>')
+            text = html.escape(table.cell(row, method, column.fmt)).replace("inf", "∞")
+            cells.append(f'<td class="{css}"{title}>{text}</td>')
         css = ' class="mean"' if row == "mean" else ""
         body.append(f"<tr{css}><th>{html.escape(str(row))}</th>{''.join(cells)}</tr>")
     return (f'<div class="metric-table"><h4 id="table-{column.key}">{html.escape(column.title)} '
@@ -120,7 +115,7 @@ def tables_html(results: pd.DataFrame, columns: tuple[Column, ...]) -> str:
         if present:
             parts.append(f"<h3>{name}</h3>")
             parts.append('<div class="table-grid">')
-            parts.extend(table_html(metric_table(results, c.key), c) for c in present)
+            parts.extend(table_html(metric_tables(results, c.key), c) for c in present)
             parts.append("</div>")
     return "\n".join(parts)
 
@@ -182,26 +177,34 @@ def guarded(what: str, draw: Callable[[], str]) -> str:
                f"{html.escape(str(exc))}</p>"
 
 
-def load_category(run_dir: Path, results: pd.DataFrame, category: str) -> dict[str, dict]:
-    """method -> saved prediction of the category's rows that finished and kept one."""
+def load_category(run_dir: Path, results: pd.DataFrame, category: str, settings: RunSettings) -> dict[str, dict]:
+    """method -> saved prediction of the category's rows that finished and kept one; the first seed's in a
+    run of several seeds."""
+    seeds = settings.method_seeds
+    seed = seeds[0] if len(seeds) > 1 else None
     rows = results[(results["category"] == category) & results["error"].isna()]
+    if seed is not None:
+        rows = rows[rows["seed"] == seed]
     found = {}
     for method in rows["method"]:
-        path = prediction_path(run_dir, category, method)
+        path = prediction_path(run_dir, category, method, seed)
         if path.is_file():
             found[method] = load_predictions(path)
     return found
 
 
 def category_html(run_dir: Path, results: pd.DataFrame, settings: RunSettings, category: str) -> str:
-    predictions = load_category(run_dir, results, category)
+    predictions = load_category(run_dir, results, category, settings)
     anchor = _anchor(category)
     title = f'<h3 id="category-{anchor}">{html.escape(category)}</h3>'
     if not predictions:
         failed = results.loc[results["category"] == category, "error"].notna().all()
         reason = "the category failed, see Failures" if failed else "an older run, or files removed"
         return f'{title}<p class="note">No saved predictions ({reason}).</p>'
-    rows = results[results["category"] == category].set_index("method")
+    rows = results[results["category"] == category]
+    if len(settings.method_seeds) > 1:  # the figures are of the first seed's predictions
+        rows = rows[rows["seed"] == settings.method_seeds[0]]
+    rows = rows.set_index("method")
     limit = settings.pro_fpr_limit
 
     def draw_curves() -> str:
@@ -257,8 +260,8 @@ def build_report(run_dir: Path) -> str:
                            f"Mean over the categories every method finished ({', '.join(averaged) or 'none'}). "
                            "Up and to the left is better.", kind="accuracy-latency")
 
-    nav = ['<a href="#settings">Settings</a>', '<a href="#tables">Tables</a>', '<a href="#figures">Figures</a>',
-           '<a href="#categories">Per category</a>']
+    nav = ['<a href="#settings">Settings</a>', '<a href="#tables">Tables</a>', '<a href="#statistics">Statistics</a>',
+           '<a href="#figures">Figures</a>', '<a href="#categories">Per category</a>']
     if has_failures:
         nav.append('<a href="#failures">Failures</a>')
     parts = [
@@ -278,6 +281,8 @@ def build_report(run_dir: Path) -> str:
         "(nothing is when all values of the row read the same). The mean row is empty for a method with a "
         "failed category.</p>",
         tables_html(results, columns),
+        '<h2 id="statistics">Statistics</h2>',
+        guarded("the statistics", lambda: statistics_html(run_dir, results, settings)),
         '<h2 id="figures">Figures</h2>',
         '<h3 id="figure-bars">Accuracy per category</h3>',
         guarded("the accuracy bars", draw_bars) if accuracy else '<p class="note">No accuracy values.</p>',

@@ -73,8 +73,8 @@ class RunSettings:
             "backbone": self.backbone,
             "weights": self.weights,
             "image": f"resize {self.resize}, crop {self.crop}" if self.resize is not None else None,
-            "seed": self.seed if len(self.method_seeds) <= 1 else f"{self.seed} (data and weights)",
-            "method seeds": ", ".join(map(str, self.method_seeds)) if len(self.method_seeds) > 1 else None,
+            "seed": self.seed if self._one_seed else f"{self.seed} (data, weights, bootstrap)",
+            "method seeds": None if self._one_seed else ", ".join(map(str, self.method_seeds)),
             "PRO FPR limit": self.pro_fpr_limit,
             "bootstrap": f"{self.bootstrap} resamples of the test images, 95 % percentile intervals"
             if self.bootstrap else None,
@@ -90,6 +90,11 @@ class RunSettings:
         if self.seeds:
             return list(self.seeds)
         return [] if self.seed is None else [self.seed]
+
+    @property
+    def _one_seed(self) -> bool:
+        """Whether ``seed`` was every seed of the run, as before seeds were an axis."""
+        return self.method_seeds in ([], [self.seed])
 
     def to_json(self) -> str:
         return json.dumps({"format": FORMAT, "format_version": FORMAT_VERSION, **asdict(self)}, indent=2)

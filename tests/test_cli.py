@@ -5,9 +5,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
+import metrics
 from bench.cli import main
+from reports.predictions import load_predictions
 
 REPO = Path(__file__).resolve().parents[1]
 # Small images keep the suite quick; the pipeline is the same as at 224.
@@ -41,7 +44,15 @@ def test_run_writes_csv_and_markdown_tables(synthetic_root, tmp_path, capsys):
 
     markdown = (folder / "results.md").read_text()
     assert "weights: random" in markdown
-    assert "### AU-PRO (MVTec protocol, FPR up to 0.3) (higher is better)" in markdown
+    assert ("### AU-PRO (MVTec protocol, FPR up to 0.3) (higher is better; "
+            "[95 % bootstrap interval over test images])") in markdown
+    assert "- bootstrap: 1000 resamples of the test images, 95 % percentile intervals" in markdown
+    for category, row in zip(("weave", "washer"), results.itertuples()):
+        saved = load_predictions(folder / "predictions" / category / "patchcore.npz")
+        expected = metrics.bootstrap_ci(metrics.image_auroc, saved["labels"], saved["scores"], seed=0)
+        np.testing.assert_allclose([row.image_auroc_low, row.image_auroc_high], expected)
+        assert f"[{row.pro_low:.3f}, {row.pro_high:.3f}]" in markdown
+        assert 0 <= row.pixel_auroc_low <= row.pixel_auroc_high <= 1 and row.statistics_s > 0
     table = markdown.split("### Image AUROC")[1].split("###")[0]
     mean_row = [line for line in table.splitlines() if line.startswith("| mean")]
     assert mean_row and f"{results['image_auroc'].mean():.3f}" in mean_row[0]
