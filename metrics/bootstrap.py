@@ -12,7 +12,7 @@ its own count, so every resample has the test set's class balance.
 ``functools.partial(metrics.au_pro, fpr_limit=...)``) take fast paths that
 never re-sort per resample (see ``metrics._bootstrap_fast`` for how, and for
 their measured error against the exact metrics: below 1e-5 for pixel AUROC,
-3e-5 for AU-PRO; image AUROC is exact). Any other function of the same arrays
+2e-4 for AU-PRO, which is binned coarser; image AUROC is exact). Any other function of the same arrays
 returning a float is called once per resample.
 
 Resamples on which the metric is undefined (NaN) are dropped; if none is left

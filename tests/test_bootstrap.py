@@ -113,7 +113,7 @@ def test_pixel_fast_paths_equal_generic(metric, decimals):
 
 def test_binned_kernels_stay_within_the_stated_error():
     # more distinct scores (245k) than bins (2**16), white-noise maps (the hard case): the
-    # docstring's bounds, 1e-5 for pixel AUROC and 3e-5 for AU-PRO, hold
+    # docstring's bounds, 1e-5 for pixel AUROC and 2e-4 for AU-PRO (2**12 bins), hold
     rng = np.random.default_rng(0)
     masks = np.zeros((15, 128, 128), dtype=bool)
     masks[8:, 20:34, 10:30] = True
@@ -122,7 +122,7 @@ def test_binned_kernels_stay_within_the_stated_error():
     maps = maps.astype(np.float32)
     whole = np.ones((1, 15))
     assert abs(pixel_auroc_kernel(masks, maps)(whole)[0] - metrics.pixel_auroc(masks, maps)) < 1e-5
-    assert abs(au_pro_kernel(masks, maps)(whole)[0] - metrics.au_pro(masks, maps)) < 3e-5
+    assert abs(au_pro_kernel(masks, maps)(whole)[0] - metrics.au_pro(masks, maps)) < 2e-4
     counts = np.random.default_rng(1).integers(0, 3, (5, 15)).astype(float)
     for row in counts:
         chosen = np.repeat(np.arange(15), row.astype(int))

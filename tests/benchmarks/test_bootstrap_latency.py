@@ -1,4 +1,4 @@
-"""Latency of the bootstrap intervals, tracked with pytest-benchmark (see "Latency tracking" in the README).
+"""Latency of the bootstrap intervals and of the statistics step of a run row, tracked with pytest-benchmark (see "Latency tracking" in the README).
 
 Plain ``pytest`` runs each once, untimed (``--benchmark-disable`` in pyproject),
 as a smoke test that asserts on its result. The size is one MVTec AD category:
@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 
 import metrics
+from bench.runner import intervals
+from methods.base import Prediction
 
 N, SIZE, RESAMPLES = 150, 224, 1000
 
@@ -41,3 +43,16 @@ def test_pixel_auroc_bootstrap(benchmark, category):
                                    kwargs={"n_resamples": RESAMPLES, "seed": 0}, rounds=3)
     exact = metrics.pixel_auroc(masks, maps)
     assert 0.5 < low < exact < high < 1 and high - low < 0.05
+
+
+@pytest.mark.benchmark(group="bootstrap (150 x 224 x 224, 1000 resamples)")
+def test_statistics_step_of_one_row(benchmark, category):
+    """What ``--bootstrap 1000`` adds to each (category, method, seed) row: three intervals."""
+    masks, maps = category
+    labels = masks.any(axis=(1, 2)).astype(np.int64)
+    scores = maps.max(axis=(1, 2))
+    bounds = benchmark.pedantic(intervals, args=(labels, masks, Prediction(scores, maps), RESAMPLES, 0, 0.3),
+                                rounds=3)
+    for key, exact in (("image_auroc", metrics.image_auroc(labels, scores)),
+                       ("pro", metrics.au_pro(masks, maps))):
+        assert bounds[f"{key}_low"] < exact < bounds[f"{key}_high"], key
