@@ -23,7 +23,7 @@ from PIL import Image
 from scipy.ndimage import binary_erosion
 
 from reports.examples import Examples
-from reports.tables import Column, metric_table
+from reports.tables import Column, MetricTable, metric_table, metric_tables
 
 DPI = 100
 # Fixed, so a built-in method looks the same in every report whatever else ran beside it.
@@ -101,8 +101,10 @@ def metric_bars(results: pd.DataFrame, columns: tuple[Column, ...]) -> bytes:
 def metric_bars_figure(results: pd.DataFrame, columns: tuple[Column, ...]) -> Figure:
     """Grouped bars, one panel per accuracy column: categories (+ mean) on x, one bar per method.
 
-    ``results``: rows of (category, method, column keys). A missing value (a
-    failed row) is drawn as a grey cross at the foot of its bar's place.
+    ``results``: rows of (category, method, seed, column keys). Bars are means
+    over seeds; whiskers the 95 % interval where the rows have one, else the
+    std over seeds where there are several. A missing value (a failed row) is
+    drawn as a grey cross at the foot of its bar's place.
     """
     methods = list(dict.fromkeys(results["method"]))
     colors = method_colors(methods)
@@ -114,13 +116,16 @@ def metric_bars_figure(results: pd.DataFrame, columns: tuple[Column, ...]) -> Fi
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     width = 0.8 / len(methods)
     for ax, column in zip(axes, columns):
-        table = metric_table(results, column.key)
+        tables = metric_tables(results, column.key)
+        table = tables.mean
         x = np.arange(len(table.index))
         for j, method in enumerate(methods):
             values = table[method].to_numpy(dtype=np.float64)
             offset = x - 0.4 + width * (j + 0.5)
             ax.bar(offset, np.nan_to_num(values, nan=0.0), width, color=colors[method],
                    label=method if ax is axes[0] else None)
+            ax.errorbar(offset, values, yerr=whiskers(tables, method), fmt="none", ecolor="0.25",
+                        elinewidth=0.7, capsize=1.5)
             failed = np.isnan(values)
             ax.plot(offset[failed], np.zeros(failed.sum()), "x", color="0.4", markersize=5)
         ax.set_title(column.title, fontsize=9)
@@ -135,6 +140,18 @@ def metric_bars_figure(results: pd.DataFrame, columns: tuple[Column, ...]) -> Fi
         ax.set_visible(False)
     fig.legend(loc="outside upper center", ncols=len(methods), fontsize=8, frameon=False)
     return fig
+
+
+def whiskers(tables: MetricTable, method: str) -> np.ndarray | None:
+    """``[2, rows]`` distances below and above the mean: the interval's where there is one, else the std's."""
+    mean = tables.mean[method].to_numpy(dtype=np.float64)
+    low, high = (tables.low[method].to_numpy(dtype=np.float64), tables.high[method].to_numpy(dtype=np.float64))
+    std = tables.std[method].to_numpy(dtype=np.float64)
+    below = np.where(np.isnan(low), std, mean - low)
+    above = np.where(np.isnan(high), std, high - mean)
+    if np.isnan(below).all():
+        return None
+    return np.clip(np.nan_to_num(np.stack([below, above])), 0.0, None)
 
 
 # The latency axis spans at least this ratio (max / min): at least three of its 1-2-5 ticks are labelled.

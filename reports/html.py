@@ -251,8 +251,9 @@ def build_report(run_dir: Path) -> str:
 
     def draw_bars() -> str:
         return figure_html(figures.metric_bars(results, accuracy), "Accuracy per category and method",
-                           "Each accuracy metric per category and its mean (right of the line); "
-                           "a grey cross marks a failed row.", kind="bars")
+                           "Each accuracy metric per category and its mean (right of the line); whiskers "
+                           "are the 95 % bootstrap interval over test images where there is one, else the "
+                           "std over seeds; a grey cross marks a failed row.", kind="bars")
 
     def draw_latency() -> str:
         png, averaged = figures.accuracy_latency(results)

@@ -377,3 +377,19 @@ def test_example_maps_have_a_colour_bar_per_method():
     fig.canvas.draw()
     ends = [(ax.get_xticklabels()[0].get_text(), ax.get_xticklabels()[-1].get_text()) for ax in bars]
     assert ends == [("0", "3"), ("0.5", "2")]  # each method's own scale, in map units
+
+
+def test_bar_whiskers_are_the_interval_else_the_std_over_seeds():
+    from reports.figures import whiskers
+    from reports.tables import metric_tables
+
+    rows = pd.DataFrame({"category": ["a"] * 4 + ["b"] * 4, "method": ["m", "m", "n", "n"] * 2,
+                         "seed": [0, 1] * 4, "image_auroc": [0.8, 0.9, 0.6, 0.6, 0.7, 0.7, 0.5, 0.7],
+                         "image_f1_max": [0.8, 0.9, 0.6, 0.6, 0.7, 0.7, 0.5, 0.7]})
+    rows["image_auroc_low"], rows["image_auroc_high"] = rows["image_auroc"] - 0.1, rows["image_auroc"] + 0.2
+    # interval: mean - seed-averaged low, seed-averaged high - mean; the mean row has no interval: its std
+    np.testing.assert_allclose(whiskers(metric_tables(rows, "image_auroc"), "m"),
+                               [[0.1, 0.1, np.std([0.75, 0.8], ddof=1)], [0.2, 0.2, np.std([0.75, 0.8], ddof=1)]])
+    std_a = np.std([0.8, 0.9], ddof=1)
+    np.testing.assert_allclose(whiskers(metric_tables(rows, "image_f1_max"), "m")[:, 0], [std_a, std_a])
+    assert whiskers(metric_tables(rows[rows["seed"] == 0], "image_f1_max"), "m") is None
