@@ -29,7 +29,8 @@ Other commands (each has --help):
   bench.py report RUN_DIR...            (re)write report.html of a run folder
   bench.py predict IMAGE... --model M   score images with a model saved by --save-models
   bench.py profile                      time extraction, coreset and search at MVTec scale
-  bench.py cache [list|clear]           show or empty the feature cache"""
+  bench.py cache [list|clear]           show or empty the feature cache
+  bench.py latency BASE [HEAD]          benchmark suite of two git revisions, interleaved, with intervals"""
 
 
 def base_parser(add_help: bool = True) -> argparse.ArgumentParser:
@@ -195,6 +196,7 @@ SUBCOMMANDS = {
     "predict": "bench.predict",
     "profile": "bench.profile",
     "cache": "bench.cache_command",
+    "latency": "bench.latency",
 }
 
 

@@ -21,7 +21,13 @@ compare methods across categories (``metrics.ranktests``).
 """
 
 from metrics._checks import MetricError, MetricWarning
-from metrics.bootstrap import bootstrap_ci, bootstrap_values, paired_bootstrap_ci, percentile_interval
+from metrics.bootstrap import (
+    bootstrap_ci,
+    bootstrap_values,
+    expanded_level,
+    paired_bootstrap_ci,
+    percentile_interval,
+)
 from metrics.classification import (
     average_precision,
     f1_max,
@@ -44,6 +50,7 @@ __all__ = [
     "average_ranks",
     "bootstrap_ci",
     "bootstrap_values",
+    "expanded_level",
     "evaluate",
     "f1_max",
     "friedman",

@@ -28,6 +28,7 @@ import functools
 import warnings
 
 import numpy as np
+from scipy import stats
 
 from metrics import _bootstrap_fast
 from metrics._checks import MetricError, MetricWarning
@@ -39,20 +40,22 @@ IMAGE_PAIRS_MAX = 4096
 
 
 def bootstrap_ci(metric, *arrays, n_resamples: int = 1000, level: float = 0.95,
-                 seed: int = 0) -> tuple[float, float]:
+                 seed: int = 0, stratify: bool = True) -> tuple[float, float]:
     """Percentile bootstrap interval ``(low, high)`` of ``metric(*arrays)`` over resampled test images.
 
     ``metric``: e.g. ``metrics.image_auroc`` with ``arrays = (labels [N], scores [N])``,
     ``metrics.pixel_auroc`` / ``metrics.au_pro`` with ``(masks [N, H, W], maps [N, H, W])``,
     or any function of arrays sharing the first axis ``N`` that returns a float.
     ``n_resamples`` resamples drawn with ``numpy.random.default_rng(seed)``,
-    stratified by the anomalous images of ``arrays[0]``; ``level`` in (0, 1).
+    stratified by the anomalous images of ``arrays[0]`` (``stratify=False``: all
+    rows as one group, for samples without classes); ``level`` in (0, 1).
     The same seed gives the same resamples for every metric of the same ``N``
     images (and classes), on the fast path and the generic one alike.
     Equal to ``percentile_interval(bootstrap_values(metric, *arrays, ...), level)``.
     """
     _check_level(level)  # before the resamples are computed, not after
-    return _interval(bootstrap_values(metric, *arrays, n_resamples=n_resamples, seed=seed), level)
+    values = bootstrap_values(metric, *arrays, n_resamples=n_resamples, seed=seed, stratify=stratify)
+    return _interval(values, level)
 
 
 def paired_bootstrap_ci(metric, reference, first, second, *, n_resamples: int = 1000,
@@ -82,7 +85,8 @@ def paired_bootstrap_ci(metric, reference, first, second, *, n_resamples: int = 
     return (diff, *_interval(values, level))
 
 
-def bootstrap_values(metric, *arrays, n_resamples: int = 1000, seed: int = 0) -> np.ndarray:
+def bootstrap_values(metric, *arrays, n_resamples: int = 1000, seed: int = 0,
+                     stratify: bool = True) -> np.ndarray:
     """``metric(*arrays)`` on each resample of the test images: ``[n_resamples]``, NaN where undefined.
 
     The resamples of ``bootstrap_ci`` with the same ``seed`` (same arguments as
@@ -92,7 +96,7 @@ def bootstrap_values(metric, *arrays, n_resamples: int = 1000, seed: int = 0) ->
     resample by resample: their differences or means are paired values, whose
     interval ``percentile_interval`` gives.
     """
-    counts, indices = _resamples(arrays, n_resamples, seed)
+    counts, indices = _resamples(arrays, n_resamples, seed, stratify)
     return _values(metric, arrays, counts, indices)
 
 
@@ -105,17 +109,38 @@ def percentile_interval(values, level: float = 0.95) -> tuple[float, float]:
     return _interval(np.asarray(values, dtype=np.float64).ravel(), level)
 
 
-def resample_indices(first, n_resamples: int, seed: int = 0) -> np.ndarray:
+def expanded_level(level: float, n: int) -> float:
+    """The percentile level that makes a bootstrap interval of a mean of ``n`` values cover ``level``.
+
+    The plain percentile interval is too narrow for small ``n`` (it uses the
+    sample's spread as if it were known, and divides by ``n`` where the unbiased
+    variance divides by ``n - 1``): for ``n = 8`` a 95 % interval covers about
+    91 %. Hesterberg's expanded percentile interval ("What teachers should know
+    about the bootstrap", The American Statistician, 2015) widens it to the
+    ``t`` interval's width: the level whose normal quantile is
+    ``sqrt(n / (n - 1)) t_{n-1}``, e.g. 0.983 for ``level=0.95, n=10``, 0.995
+    for ``n=6``. For ``n`` of 2 or 3 that is within 1e-6 of 1, the whole range
+    of the resampled values.
+    """
+    _check_level(level)
+    if n < 2:
+        raise MetricError(f"an interval needs at least 2 values; got n={n}")
+    quantile = np.sqrt(n / (n - 1)) * stats.t.ppf((1 + level) / 2, n - 1)
+    return float(min(2 * stats.norm.cdf(quantile) - 1, 1 - 1e-9))
+
+
+def resample_indices(first, n_resamples: int, seed: int = 0, stratify: bool = True) -> np.ndarray:
     """``[R, N]`` image indices of each resample, stratified by the anomalous images of ``first``.
 
     Good images first, then anomalous ones, each drawn with replacement from
     its own class to its own count, with ``numpy.random.default_rng(seed)``.
+    ``stratify=False``: every row of ``first`` is drawn from all of them.
     """
     first = np.asarray(first)
     if first.ndim == 0:
         raise MetricError("bootstrap arrays need a first axis of test images; got a scalar")
     n = first.shape[0]
-    anomalous = (first.reshape(n, -1) != 0).any(axis=1)
+    anomalous = (first.reshape(n, -1) != 0).any(axis=1) if stratify else np.zeros(n, dtype=bool)
     rng = np.random.default_rng(seed)
     parts = []
     for members in (np.flatnonzero(~anomalous), np.flatnonzero(anomalous)):
@@ -129,7 +154,7 @@ def _check_level(level) -> None:
         raise MetricError(f"level must be in (0, 1); got {level}")
 
 
-def _resamples(arrays, n_resamples, seed):
+def _resamples(arrays, n_resamples, seed, stratify=True):
     """Checks, then ``(counts [R, N] float, indices [R, N])`` of the resamples."""
     if not arrays:
         raise MetricError("bootstrap needs the metric's arrays, e.g. labels and scores")
@@ -139,7 +164,7 @@ def _resamples(arrays, n_resamples, seed):
     if len(lengths) != 1:
         raise MetricError(f"every bootstrap array needs the same first axis (test images); "
                           f"got lengths {sorted(map(str, lengths))}")
-    indices = resample_indices(arrays[0], int(n_resamples), seed)
+    indices = resample_indices(arrays[0], int(n_resamples), seed, stratify)
     r, n = indices.shape
     offsets = (np.arange(r) * n)[:, None]
     counts = np.bincount((indices + offsets).ravel(), minlength=r * n).reshape(r, n)

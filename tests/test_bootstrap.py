@@ -210,3 +210,22 @@ def test_bad_arguments_raise():
         metrics.bootstrap_ci(metrics.image_auroc, [0, 1], [0.1, np.nan])
     with pytest.raises(MetricError, match="same test images"):
         metrics.paired_bootstrap_ci(metrics.image_auroc, [0, 1], [0.1, 0.2], [0.1, 0.2, 0.3])
+
+
+def test_unstratified_resamples_draw_from_all_rows():
+    labels = np.array([0] * 6 + [1] * 4)
+    stratified = metrics.bootstrap.resample_indices(labels, 200, seed=0)
+    plain = metrics.bootstrap.resample_indices(labels, 200, seed=0, stratify=False)
+    assert (labels[stratified].sum(axis=1) == 4).all()  # the class balance of the test set, always
+    assert len(np.unique(labels[plain].sum(axis=1))) > 3  # any balance
+    assert plain.min() == 0 and plain.max() == 9
+
+
+def test_expanded_level_widens_small_samples_to_the_t_interval():
+    # Hesterberg (2015): normal quantile of the level = sqrt(n / (n - 1)) * t quantile
+    assert metrics.expanded_level(0.95, 10) == pytest.approx(0.9829, abs=1e-4)
+    assert metrics.expanded_level(0.95, 6) == pytest.approx(0.9951, abs=1e-4)
+    assert metrics.expanded_level(0.95, 1000) == pytest.approx(0.95, abs=1e-3)  # large n: unchanged
+    assert metrics.expanded_level(0.95, 2) < 1  # still a level percentile_interval takes
+    with pytest.raises(metrics.MetricError):
+        metrics.expanded_level(0.95, 1)
