@@ -118,7 +118,8 @@ def run_suite(tree: Path, suite: str, keyword: str | None, json_path: Path, labe
                f"--benchmark-json={json_path}", "-q", "-p", "no:cacheprovider"]
     if keyword:
         command += ["-k", keyword]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tree), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
+    # the tree first on sys.path: each side imports its own code, not the installed checkout
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(tree), os.environ.get("PYTHONPATH")]))}
     result = subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True, timeout=PROCESS_TIMEOUT_S)
     if result.returncode != 0 or not json_path.is_file():
         tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-15:])

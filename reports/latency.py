@@ -78,6 +78,12 @@ def _seconds(value: float) -> str:
     return f"{value * 1e9:.3g} ns"
 
 
+def _short(fullname: str) -> str:
+    """``tests/benchmarks/test_latency.py::test_x`` -> ``test_latency.py::test_x``: the file names the suite."""
+    path, sep, test = fullname.partition("::")
+    return path.rsplit("/", 1)[-1] + sep + test
+
+
 def _change(ratio: float) -> str:
     return f"{100 * (ratio - 1):+.1f} %"
 
@@ -98,14 +104,14 @@ def latency_markdown(table: pd.DataFrame, base_label: str, head_label: str, fail
     ]
     for r in table.itertuples():
         mark = " **(fails)**" if r.fails else ""
-        lines.append(f"| {r.benchmark} | {_seconds(r.base_median_s)} | {_seconds(r.head_median_s)} | "
+        lines.append(f"| {_short(r.benchmark)} | {_seconds(r.base_median_s)} | {_seconds(r.head_median_s)} | "
                      f"{r.ratio:.3f} ({_change(r.ratio)}) | [{r.low:.3f}, {r.high:.3f}] | {r.verdict}{mark} |")
     for side, names in only.items():
         if names:
-            lines += ["", f"Only in {side} (not compared): {', '.join(names)}."]
+            lines += ["", f"Only in {side} (not compared): {', '.join(map(_short, names))}."]
     counts = table["verdict"].value_counts()
     lines += ["", "Summary: " + ", ".join(f"{counts.get(v, 0)} {v}" for v in
                                          ("slower", "faster", "no detectable change")) + "; "
-              + (f"{len(failed)} above +{100 * fail_above:g} %: {', '.join(failed['benchmark'])}."
+              + (f"{len(failed)} above +{100 * fail_above:g} %: {', '.join(map(_short, failed['benchmark']))}."
                  if len(failed) else f"none above +{100 * fail_above:g} %.")]
     return "\n".join(lines) + "\n"

@@ -64,7 +64,7 @@ def repo(tmp_path, monkeypatch):
 
 def rows(markdown: str) -> dict[str, str]:
     return {line.split("|")[1].strip().split("::")[-1]: line for line in markdown.splitlines()
-            if line.startswith("| tests/")}
+            if line.startswith("| test_fake.py::")}
 
 
 def test_injected_slowdown_is_reported_slower_and_fails(repo, tmp_path, capsys):

@@ -1,4 +1,4 @@
-"""The report's statistics: bootstrap values, the CD diagram's groups and picture, statistics_html on a hand-made run."""
+"""The report's statistics: bootstrap values, the CD diagram's groups and picture, statistics_html on a run."""
 
 from __future__ import annotations
 

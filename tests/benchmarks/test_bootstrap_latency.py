@@ -1,4 +1,5 @@
-"""Latency of the bootstrap intervals and of the statistics step of a run row, tracked with pytest-benchmark (see "Latency tracking" in the README).
+"""Latency of the bootstrap intervals and of a result row's statistics step, tracked with pytest-benchmark
+(see "Latency tracking" in the README).
 
 Plain ``pytest`` runs each once, untimed (``--benchmark-disable`` in pyproject),
 as a smoke test that asserts on its result. The size is one MVTec AD category:
