@@ -1,4 +1,4 @@
-"""``python bench.py compare RUN_A RUN_B``: what changed between two runs, per (category, method).
+"""``python bench.py compare RUN_A RUN_B``: what changed between two runs, per (category, [backbone,] method).
 
 Writes ``RUN_B/compare-<RUN_A name>.md`` (or ``--output FILE``) and a CSV of the
 same numbers beside it: for every metric, time and memory column the value in
@@ -10,6 +10,12 @@ over its seeds (as in results.md, ``reports.tables.metric_tables``), shown as
 ``mean ± std`` when that side has several. For the accuracy columns with a 95 %
 bootstrap interval, each change is said to be beyond that interval or not
 (``beyond_interval``), and a summary near the top lists the changes beyond it.
+
+When either run has several backbones, rows are per (category, backbone,
+method): both runs' rows are relabelled as configurations
+(``reports.tables.configurations``, a one-backbone run too, so its rows meet
+the same backbone's rows of the other run), and two backbones' rows never
+merge. Otherwise the rows, columns and Markdown are those of before backbones.
 """
 
 from __future__ import annotations
@@ -23,10 +29,11 @@ import pandas as pd
 
 from reports.atomic import write_atomic, write_text_atomic
 from reports.runfolder import RunSettings, read_results, read_settings
-from reports.tables import (MEMORY, SPEED, Column, cell_text, has_values, metric_tables, seed_count,
-                            table_columns)
+from reports.tables import (MEMORY, SPEED, Column, cell_text, configuration_label, configuration_parts,
+                            configurations, has_values, metric_tables, seed_count, several_backbones, table_columns)
 
 KEY = ["category", "method"]
+BACKBONE_KEY = ["category", "backbone", "method"]  # the rows' key when either run has several backbones
 RELATIVE = {c.key for c in SPEED + MEMORY}
 BEYOND = "beyond the 95 % interval"  # the verdict column's heading
 
@@ -104,7 +111,8 @@ def _with_intervals(na: SeedNumbers, nb: SeedNumbers, columns: tuple[Column, ...
 
 
 def differences(a: pd.DataFrame, b: pd.DataFrame, columns: tuple[Column, ...]) -> pd.DataFrame:
-    """One row per (category, method) of either run: ``in`` ("both", "A only", "B only"), then for
+    """One row per (category, method) of either run, per (category, backbone, method) when either has
+    several backbones (``backbone`` the second column): ``in`` ("both", "A only", "B only"), then for
     each column ``<key>_a``, ``<key>_b`` (means over seeds), ``<key>_diff`` (B - A) and, for times and
     memory, ``<key>_rel_pct`` (100 (B - A) / A; NaN when A is 0).
 
@@ -114,6 +122,8 @@ def differences(a: pd.DataFrame, b: pd.DataFrame, columns: tuple[Column, ...]) -
     NaN; ``beyond_interval``). Two single-seed runs without intervals get the columns of before seeds.
     Rows keep A's order, then B's new rows.
     """
+    backbones = several_backbones(a) or several_backbones(b)
+    a, b = configurations(a, always=backbones), configurations(b, always=backbones)
     na, nb = _numbers(a, columns), _numbers(b, columns)
     index = na.mean.index.append(nb.mean.index[~nb.mean.index.isin(na.mean.index)])
     na, nb = na.reindex(index), nb.reindex(index)
@@ -132,7 +142,28 @@ def differences(a: pd.DataFrame, b: pd.DataFrame, columns: tuple[Column, ...]) -
             _add_interval(out, c.key, na, nb)
     if several:
         out["seeds_a"], out["seeds_b"] = na.seeds.fillna(0).astype(int), nb.seeds.fillna(0).astype(int)
-    return out.reset_index()
+    return _split_configurations(out.reset_index(), a, b) if backbones else out.reset_index()
+
+
+def _split_configurations(out: pd.DataFrame, a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
+    """``out`` keyed by (category, configuration label) -> keyed by (category, backbone, method)."""
+    parts = {**configuration_parts(a), **configuration_parts(b)}
+    out.insert(1, "backbone", [parts[label][1] for label in out["method"]])
+    out["method"] = [parts[label][0] for label in out["method"]]
+    return out
+
+
+def row_key(diff: pd.DataFrame) -> list[str]:
+    """The columns that name a row of ``differences``: ``BACKBONE_KEY`` when it has backbones, else ``KEY``."""
+    return BACKBONE_KEY if "backbone" in diff else KEY
+
+
+def _labels(diff: pd.DataFrame) -> pd.Series:
+    """Each row's method, as the configuration ``patchcore · resnet18`` when ``diff`` has backbones."""
+    if "backbone" not in diff:
+        return diff["method"]
+    return pd.Series([configuration_label(m, b) for m, b in zip(diff["method"], diff["backbone"])],
+                     index=diff.index, dtype=object)
 
 
 def _add_interval(out: pd.DataFrame, key: str, na: SeedNumbers, nb: SeedNumbers) -> None:
@@ -156,7 +187,8 @@ def relative_pct(a: pd.Series, b: pd.Series) -> pd.Series:
 
 def method_means(diff: pd.DataFrame, columns: tuple[Column, ...]) -> pd.DataFrame:
     """Per (column, method): means in A and in B over the categories both runs finished, their
-    difference, and the relative change for times and memory.
+    difference, and the relative change for times and memory; ``method`` the configuration's label
+    (``_labels``) when ``diff`` has backbones.
 
     Only pairs with a finite value on both sides count, so a category that
     failed in one run moves neither mean.
@@ -164,7 +196,7 @@ def method_means(diff: pd.DataFrame, columns: tuple[Column, ...]) -> pd.DataFram
     rows = []
     both = diff[diff["in"] == "both"]
     for c in columns:
-        for method, group in both.groupby("method", sort=False):
+        for method, group in both.groupby(_labels(both), sort=False):
             va, vb = group[f"{c.key}_a"], group[f"{c.key}_b"]
             paired = np.isfinite(va) & np.isfinite(vb)
             mean_a, mean_b = va[paired].mean(), vb[paired].mean()
@@ -191,7 +223,7 @@ def column_markdown(diff: pd.DataFrame, column: Column) -> str:
     several seeds, the interval when a side has one, and whether the change is beyond it."""
     both = diff[diff["in"] == "both"]
     table = pd.DataFrame({
-        "category": both["category"], "method": both["method"],
+        **{key: both[key] for key in row_key(diff)},
         "A": _cells(both, column, "a"), "B": _cells(both, column, "b"),
         "B − A": [_fmt(v, column.fmt, sign=True) for v in both[f"{column.key}_diff"]],
     })
@@ -242,8 +274,9 @@ def interval_markdown(diff: pd.DataFrame, columns: tuple[Column, ...]) -> str:
         if verdicts is None:
             continue
         beyond = both[verdicts.eq(True)]
-        which = ", ".join(f"{r.category} {r.method} ({_fmt(d, c.fmt, sign=True)})"
-                          for r, d in zip(beyond.itertuples(), beyond[f"{c.key}_diff"]))
+        which = ", ".join(f"{category} {method} ({_fmt(d, c.fmt, sign=True)})"
+                          for category, method, d in zip(beyond["category"], _labels(beyond),
+                                                         beyond[f"{c.key}_diff"]))
         lines.append(f"- {c.title}: {len(beyond)} of {int(verdicts.notna().sum())}" + (f": {which}" if which else ""))
     if not lines:
         return ""
@@ -289,7 +322,8 @@ def settings_markdown(settings_a: RunSettings, settings_b: RunSettings) -> str:
 
 def failures_markdown(a: pd.DataFrame, b: pd.DataFrame) -> str:
     # With seeds, which seed failed matters: the others of that (category, method) may have run.
-    shown = KEY + (["seed"] if seed_count(a) > 1 or seed_count(b) > 1 else []) + ["error"]
+    key = BACKBONE_KEY if several_backbones(a) or several_backbones(b) else KEY
+    shown = key + (["seed"] if seed_count(a) > 1 or seed_count(b) > 1 else []) + ["error"]
     parts = [results.loc[results["error"].notna()].reindex(columns=shown).assign(run=name)
              for name, results in (("A", a), ("B", b))]
     failed = pd.concat(parts, ignore_index=True)[["run", *shown]]
@@ -303,7 +337,7 @@ def compare_markdown(run_a: Path, run_b: Path, a: pd.DataFrame, b: pd.DataFrame,
              "## Settings that differ\n\n" + settings_markdown(settings_a, settings_b),
              "## Means per method\n\n" + means_markdown(method_means(diff, columns), columns)]
     for label, which in (("Only in A", "A only"), ("Only in B", "B only")):
-        only = diff.loc[diff["in"] == which, KEY]
+        only = diff.loc[diff["in"] == which, row_key(diff)]
         if not only.empty:
             parts.append(f"## {label}\n\n{only.to_markdown(index=False)}\n")
     failures = failures_markdown(a, b)

@@ -16,18 +16,20 @@ import pandas as pd
 from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.cm import ScalarMappable
-from matplotlib.colors import Normalize, hsv_to_rgb, to_hex, to_rgba
+from matplotlib.colors import Normalize, hsv_to_rgb, to_hex, to_rgb, to_rgba
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 from PIL import Image
 from scipy.ndimage import binary_erosion
 
 from reports.examples import Examples
-from reports.tables import Column, MetricTable, metric_table, metric_tables
+from reports.tables import (METHOD_NAME, Column, MetricTable, configurations, metric_table, metric_tables,
+                            split_label)
 
 DPI = 100
 # Fixed, so a built-in method looks the same in every report whatever else ran beside it.
 BUILTIN_COLORS = {"patchcore": "#1f77b4", "padim": "#ff7f0e", "spade": "#2ca02c"}
+BACKBONE_SHADES = {"resnet18": 1.0, "wide_resnet50_2": 0.6}
 
 
 def method_color(name: str) -> str:
@@ -37,13 +39,21 @@ def method_color(name: str) -> str:
     digest of the name: the same in every run and process (``hash()`` is
     salted per process), independent of which methods a run holds. Saturation
     and value are fixed so every hue reads on white and none is the grey of a
-    failed row's cross.
+    failed row's cross. A configuration ``patchcore · wide_resnet50_2`` is its
+    method's colour times its backbone's shade: a method's bars read as one family.
     """
+    method, backbone = split_label(name)
+    if backbone:
+        shade = BACKBONE_SHADES.get(backbone, 0.45 + 0.5 * _fraction(backbone))
+        return to_hex(np.array(to_rgb(method_color(method))) * shade)
     if name in BUILTIN_COLORS:
         return BUILTIN_COLORS[name]
-    digest = hashlib.sha256(name.encode("utf-8")).digest()
-    hue = int.from_bytes(digest[:4], "big") / 2**32
-    return to_hex(hsv_to_rgb((hue, 0.75, 0.8)))
+    return to_hex(hsv_to_rgb((_fraction(name), 0.75, 0.8)))
+
+
+def _fraction(name: str) -> float:
+    """A number in [0, 1) from a digest of ``name``."""
+    return int.from_bytes(hashlib.sha256(name.encode("utf-8")).digest()[:4], "big") / 2**32
 
 
 def method_colors(methods: list[str]) -> dict[str, str]:
@@ -93,11 +103,6 @@ def accuracy_top(values: np.ndarray) -> float:
     return 1.02 if top >= FULL_SCALE_FROM else max(1.15 * top, 0.05)
 
 
-def metric_bars(results: pd.DataFrame, columns: tuple[Column, ...]) -> bytes:
-    """``metric_bars_figure`` as PNG."""
-    return to_png(metric_bars_figure(results, columns))
-
-
 def metric_bars_figure(results: pd.DataFrame, columns: tuple[Column, ...]) -> Figure:
     """Grouped bars, one panel per accuracy column: categories (+ mean) on x, one bar per method.
 
@@ -106,6 +111,7 @@ def metric_bars_figure(results: pd.DataFrame, columns: tuple[Column, ...]) -> Fi
     std over seeds where there are several. A missing value (a failed row) is
     drawn as a grey cross at the foot of its bar's place.
     """
+    results = configurations(results)
     methods = list(dict.fromkeys(results["method"]))
     colors = method_colors(methods)
     n_categories = results["category"].nunique() + 1
@@ -138,7 +144,9 @@ def metric_bars_figure(results: pd.DataFrame, columns: tuple[Column, ...]) -> Fi
         ax.axvline(len(x) - 1.5, color="0.6", linewidth=0.8)
     for ax in axes[len(columns):]:
         ax.set_visible(False)
-    fig.legend(loc="outside upper center", ncols=len(methods), fontsize=8, frameon=False)
+    # a legend column per backbone (configurations come backbone-major): one row of them would not fit
+    ncols = results["backbone"].nunique() if METHOD_NAME in results else len(methods)
+    fig.legend(loc="outside upper center", ncols=max(ncols, 1), fontsize=8, frameon=False)
     return fig
 
 
@@ -174,12 +182,6 @@ def latency_limits(latencies: np.ndarray) -> tuple[float, float] | None:
         centre, half = np.sqrt(low * high), np.sqrt(MIN_LATENCY_SPAN)
         low, high = centre / half, centre * half
     return float(low), float(high)
-
-
-def accuracy_latency(results: pd.DataFrame) -> tuple[bytes, list[str]]:
-    """``accuracy_latency_figure`` as PNG, and the categories averaged over."""
-    fig, categories = accuracy_latency_figure(results)
-    return to_png(fig), categories
 
 
 def accuracy_latency_figure(results: pd.DataFrame) -> tuple[Figure, list[str]]:
@@ -333,11 +335,6 @@ COLORBAR_HEIGHT = 8  # pixels of each method's colour bar under the mosaic
 COLORBAR_ROOM = 34   # pixels of margin below the mosaic: the bars and their tick labels
 
 
-def examples_png(examples: Examples, category: str) -> bytes:
-    """``examples_figure`` as PNG."""
-    return to_png(examples_figure(examples, category))
-
-
 def examples_figure(examples: Examples, category: str) -> Figure:
     """One row per chosen test image: image, ground truth, then per method its map and thresholded mask.
 
@@ -373,10 +370,13 @@ def label_panels(ax, examples: Examples) -> None:
     """Column titles above, image names left of and scores under the panels of ``examples_mosaic``."""
     size = examples.maps.shape[-1]
     step = size + PANEL_GAP
-    titles = ["image", "ground truth"] + [f"{name} {kind}" for name in examples.methods
+    # a configuration's backbone on a line of its own: one line runs into the next column's title
+    titles = ["image", "ground truth"] + [f"{method} {kind}" + (f"\n{backbone}" if backbone else "")
+                                          for method, backbone in map(split_label, examples.methods)
                                           for kind in ("map", "mask")]
     for col, title in enumerate(titles):
-        ax.text(col * step + size / 2, -5, title, ha="center", va="bottom", fontsize=8, clip_on=False)
+        ax.text(col * step + size / 2, -5, title, ha="center", va="bottom", fontsize=8 - title.count("\n"),
+                clip_on=False)
     for row, name in enumerate(examples.names):
         top_px = row * (size + ROW_GAP)
         kind = "defect" if examples.labels[row] else "good"

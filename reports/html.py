@@ -24,13 +24,16 @@ from reports.examples import category_examples
 from reports.predictions import load_predictions, prediction_path
 from reports.runfolder import RunSettings, read_results, read_settings, requested_device
 from reports.statistics import statistics_html
-from reports.tables import (ACCURACY, MEMORY, SPEED, Column, MetricTable, has_values, metric_tables, table_columns,
-                            table_subtitle)
+from reports.tables import (ACCURACY, MEMORY, METHOD_NAME, SPEED, Column, MetricTable, configuration_parts,
+                            configurations, has_values, metric_tables, table_columns, table_subtitle)
 
 REPORT_FILE = "report.html"
 # The harness's logger, by name: reports imports nothing from bench.
 logger = logging.getLogger("patchbench")
 EXAMPLES_PER_CATEGORY = 4
+CONFIGURATIONS_NOTE = ('<p class="note">This run has several backbones: each method on each backbone is a column '
+                       "of its own, <em>method · backbone</em>, grouped by backbone, and so in the statistics and "
+                       "the figures.</p>")
 
 CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 2em auto; max-width: 1100px;
@@ -107,6 +110,7 @@ def table_html(table: MetricTable, column: Column) -> str:
 
 
 def tables_html(results: pd.DataFrame, columns: tuple[Column, ...]) -> str:
+    results = configurations(results)
     groups = (("Accuracy", ACCURACY), ("Speed", SPEED), ("Memory", MEMORY))
     parts = []
     for name, group in groups:
@@ -126,11 +130,20 @@ def is_random_weights(settings: RunSettings, results: pd.DataFrame) -> bool:
     return settings.weights == "random" or bool(in_rows)
 
 
-def banner_html() -> str:
+def banner_html(backbones: list[str] | None = None) -> str:
+    """The random-weights warning; ``backbones``: in a run of several, those whose rows ran on random weights."""
+    which = f" Random here: {', '.join(backbones)}." if backbones else ""
     return ('<div class="banner" id="random-weights-warning"><strong>Random backbone weights.</strong> '
             "The backbone was not pretrained (weights=random), so these numbers say little about the "
             "methods and are not comparable with published results, which use ImageNet-pretrained "
-            "backbones.</div>")
+            f"backbones.{which}</div>")
+
+
+def random_backbones(results: pd.DataFrame) -> list[str]:
+    """The backbones of relabelled rows (``configurations``) that ran on random weights; [] for other rows."""
+    if METHOD_NAME not in results or "weights" not in results:
+        return []
+    return [str(b) for b in dict.fromkeys(results.loc[results["weights"].astype(str) == "random", "backbone"])]
 
 
 def settings_html(settings: RunSettings, run_dir: Path) -> str:
@@ -178,22 +191,25 @@ def guarded(what: str, draw: Callable[[], str]) -> str:
 
 
 def load_category(run_dir: Path, results: pd.DataFrame, category: str, settings: RunSettings) -> dict[str, dict]:
-    """method -> saved prediction of the category's rows that finished and kept one; the first seed's in a
-    run of several seeds."""
+    """method (configuration label in a run of several backbones, ``configurations``) -> saved prediction of
+    the category's rows that finished and kept one; the first seed's in a run of several seeds."""
     seeds = settings.method_seeds
     seed = seeds[0] if len(seeds) > 1 else None
+    results = configurations(results, always=settings.several_backbones)
     rows = results[(results["category"] == category) & results["error"].isna()]
     if seed is not None:
         rows = rows[rows["seed"] == seed]
-    found = {}
-    for method in rows["method"]:
-        path = prediction_path(run_dir, category, method, seed)
+    found, parts = {}, configuration_parts(rows)
+    for label in rows["method"]:
+        method, backbone = parts[label]
+        path = prediction_path(run_dir, category, method, seed, backbone)
         if path.is_file():
-            found[method] = load_predictions(path)
+            found[label] = load_predictions(path)
     return found
 
 
 def category_html(run_dir: Path, results: pd.DataFrame, settings: RunSettings, category: str) -> str:
+    results = configurations(results, always=settings.several_backbones)
     predictions = load_category(run_dir, results, category, settings)
     anchor = _anchor(category)
     title = f'<h3 id="category-{anchor}">{html.escape(category)}</h3>'
@@ -219,7 +235,8 @@ def category_html(run_dir: Path, results: pd.DataFrame, settings: RunSettings, c
         examples = category_examples(predictions, geometry, EXAMPLES_PER_CATEGORY)
         if examples is None:
             return '<p class="note">No test image was predicted by every method.</p>'
-        return figure_html(figures.examples_png(examples, category), f"Example test images, {category}",
+        png = figures.to_png(figures.examples_figure(examples, category))
+        return figure_html(png, f"Example test images, {category}",
                            "Worst-scored defects (lowest mean rank of score across methods), then the "
                            "highest-scored good images. Maps share one colour scale per method over the "
                            "category (the colour bar under the method's maps); masks are map > the method's "
@@ -242,21 +259,24 @@ def _anchor(text: str) -> str:
 def build_report(run_dir: Path) -> str:
     """The whole page of the run in ``run_dir``."""
     run_dir = Path(run_dir)
-    results = read_results(run_dir)
     settings = read_settings(run_dir)
+    # One "method" per (method, backbone) configuration in a run of several backbones, for every part below.
+    results = configurations(read_results(run_dir), always=settings.several_backbones)
     columns = table_columns(settings.pro_fpr_limit)
     accuracy = tuple(c for c in columns if c.key in {a.key for a in ACCURACY} and has_values(results, c))
     categories = list(dict.fromkeys(results["category"]))
     has_failures = results["error"].notna().any()
 
     def draw_bars() -> str:
-        return figure_html(figures.metric_bars(results, accuracy), "Accuracy per category and method",
+        png = figures.to_png(figures.metric_bars_figure(results, accuracy))
+        return figure_html(png, "Accuracy per category and method",
                            "Each accuracy metric per category and its mean (right of the line); whiskers "
                            "are the 95 % bootstrap interval over test images where there is one, else the "
                            "std over seeds; a grey cross marks a failed row.", kind="bars")
 
     def draw_latency() -> str:
-        png, averaged = figures.accuracy_latency(results)
+        fig, averaged = figures.accuracy_latency_figure(results)
+        png = figures.to_png(fig)
         return figure_html(png, "Image AUROC against predict time",
                            f"Mean over the categories every method finished ({', '.join(averaged) or 'none'}). "
                            "Up and to the left is better.", kind="accuracy-latency")
@@ -272,7 +292,7 @@ def build_report(run_dir: Path) -> str:
         f"<style>{CSS}</style></head><body>",
         f"<h1>patchbench report: {html.escape(run_dir.name)}</h1>",
         f"<nav>{''.join(nav)}</nav>",
-        banner_html() if is_random_weights(settings, results) else "",
+        banner_html(random_backbones(results)) if is_random_weights(settings, results) else "",
         f'<p class="banner failed">{int(results["error"].notna().sum())} row(s) failed; see '
         '<a href="#failures">Failures</a>.</p>' if has_failures else "",
         '<h2 id="settings">Settings</h2>',
@@ -281,6 +301,7 @@ def build_report(run_dir: Path) -> str:
         '<p class="note">Categories as rows, methods as columns; the best value of each row is in bold on green '
         "(nothing is when all values of the row read the same). The mean row is empty for a method with a "
         "failed category.</p>",
+        CONFIGURATIONS_NOTE if METHOD_NAME in results else "",
         tables_html(results, columns),
         '<h2 id="statistics">Statistics</h2>',
         guarded("the statistics", lambda: statistics_html(run_dir, results, settings)),

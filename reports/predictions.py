@@ -1,7 +1,9 @@
-"""What a run keeps of each (category, method) prediction, for figures and comparisons.
+"""What a run keeps of each (category, [backbone,] method[, seed]) prediction, for figures and comparisons.
 
-``<run>/predictions/<category>/<method>.npz`` (plain NumPy arrays, no pickle),
-``<method>.seed<S>.npz`` for each seed of a run of several seeds:
+``<run>/predictions/<category>/<method>[.<backbone>][.seed<S>].npz`` (plain
+NumPy arrays, no pickle): the backbone only in a run of several backbones, the
+seed only in a run of several seeds, so a run of one of each keeps the names of
+before those were axes:
 
 - ``image_paths``, ``mask_paths``: ``[N]`` str (mask path ``""`` for good images)
 - ``labels``: ``[N]`` int8; ``scores``: ``[N]`` float64 image scores
@@ -71,7 +73,9 @@ def load_predictions(path: Path) -> dict[str, np.ndarray]:
         return {key: data[key] for key in data.files}
 
 
-def prediction_path(run_dir: Path, category: str, method: str, seed: int | None = None) -> Path:
-    """``predictions/<category>/<method>.npz``; in a run of several seeds, ``<method>.seed<seed>.npz``."""
-    name = method if seed is None else f"{method}.seed{seed}"
+def prediction_path(run_dir: Path, category: str, method: str, seed: int | None = None,
+                    backbone: str | None = None) -> Path:
+    """``predictions/<category>/<method>[.<backbone>][.seed<seed>].npz``: pass ``backbone`` in a run of
+    several backbones only, ``seed`` in a run of several seeds only (``None`` leaves the part out)."""
+    name = method + ("" if backbone is None else f".{backbone}") + ("" if seed is None else f".seed{seed}")
     return Path(run_dir) / "predictions" / category / f"{name}.npz"

@@ -2,17 +2,18 @@
 
 A run folder holds::
 
-    run.json      the settings (``RunSettings``), format version 2
-    results.csv   one row per (category, method, seed); an ``error`` column for rows that failed
+    run.json      the settings (``RunSettings``), format version 2 (3 for a run of several backbones)
+    results.csv   one row per (category, backbone, method, seed); an ``error`` column for rows that failed
     results.md    the settings as a list, then one table per column
     run.log, report.html, predictions/, models/   written by others into the same folder
 
-``run.json``, format version 2, is a JSON object with snake_case keys::
+``run.json``, format version 2 or 3, is a JSON object with snake_case keys::
 
     {"format": "patchbench-run", "format_version": 2,
      "argv": ["--methods", "patchcore", ...],      the command line, for --resume
      "data": "/path/to/root", "categories": ["bottle", ...],
-     "backbone": "resnet18", "weights": "imagenet" | "random" | "file:<name>",
+     "backbone": "resnet18", "weights": "imagenet" | "random" | "file:<name>" | "imagenet, random" ...,
+     "backbones": ["resnet18", "wide_resnet50_2"],   a run of several; [] for one ("backbone")
      "resize": 256, "crop": 224, "seed": 0, "pro_fpr_limit": 0.3,
      "seeds": [0, 1, 2],        the methods' seeds (a row each); "seed" is the data's and weights'
      "bootstrap": 1000,         resamples of the test images per interval, 0 for none
@@ -20,6 +21,10 @@ A run folder holds::
      "methods": {"patchcore": {"coreset_ratio": 0.1, ...}, ...},   hyper-parameters
      "versions": {"patchbench": "...", "numpy": "...", ...}}
 
+Version 3 is version 2 with several ``backbones``. A run of one backbone still
+writes version 2, which an older patchbench reads right; that one would read
+the rows of several backbones as one method's and show the first backbone's
+numbers, so a run of several writes 3, which it refuses with a clear message.
 Folders written before version 2 (``{"argv", "header": {prose}, "versions"}``)
 are read through ``_from_version_1``, the only place that parses that prose.
 Every write is atomic: an interrupted run never leaves a half-written file.
@@ -37,10 +42,11 @@ import pandas as pd
 
 from reports.atomic import write_atomic, write_text_atomic
 from reports.errors import ReportError
-from reports.tables import markdown_tables, table_columns
+from reports.tables import configurations, markdown_tables, table_columns
 
 FORMAT = "patchbench-run"
 FORMAT_VERSION = 2
+SEVERAL_BACKBONES_VERSION = 3  # see the module docstring
 RUN_FILE = "run.json"
 RESULTS_CSV = "results.csv"
 RESULTS_MD = "results.md"
@@ -53,7 +59,9 @@ class RunSettings:
     argv: list[str] = field(default_factory=list)
     data: str | None = None
     categories: list[str] = field(default_factory=list)
-    backbone: str | None = None
+    backbone: str | None = None  # the first of ``backbones`` in a run of several
+    backbones: list[str] = field(default_factory=list)
+    # what the backbones were built with: "imagenet", or one value per backbone ("imagenet, random")
     weights: str | None = None
     resize: int | None = None
     crop: int | None = None
@@ -70,7 +78,7 @@ class RunSettings:
         lines = {
             "data": self.data,
             "categories": ", ".join(self.categories) if self.categories else None,
-            "backbone": self.backbone,
+            "backbone": ", ".join(self.run_backbones) or None,
             "weights": self.weights,
             "image": f"resize {self.resize}, crop {self.crop}" if self.resize is not None else None,
             "seed": self.seed if self._one_seed else f"{self.seed} (data, weights, bootstrap)",
@@ -92,12 +100,25 @@ class RunSettings:
         return [] if self.seed is None else [self.seed]
 
     @property
+    def run_backbones(self) -> list[str]:
+        """The backbones of the run in order; a folder of before backbones were an axis had one."""
+        if self.backbones:
+            return list(self.backbones)
+        return [] if self.backbone is None else [self.backbone]
+
+    @property
+    def several_backbones(self) -> bool:
+        """Whether the rows are per (category, backbone, method, seed) with more than one backbone."""
+        return len(self.run_backbones) > 1
+
+    @property
     def _one_seed(self) -> bool:
         """Whether ``seed`` was every seed of the run, as before seeds were an axis."""
         return self.method_seeds in ([], [self.seed])
 
     def to_json(self) -> str:
-        return json.dumps({"format": FORMAT, "format_version": FORMAT_VERSION, **asdict(self)}, indent=2)
+        version = SEVERAL_BACKBONES_VERSION if self.several_backbones else FORMAT_VERSION
+        return json.dumps({"format": FORMAT, "format_version": version, **asdict(self)}, indent=2)
 
 
 def settings_from_json(data: dict, path: Path) -> RunSettings:
@@ -106,10 +127,11 @@ def settings_from_json(data: dict, path: Path) -> RunSettings:
         raise ReportError(f"{path} holds no JSON object; it is not a patchbench run file")
     if "format" not in data:
         return _from_version_1(data)
-    if data.get("format") != FORMAT or data.get("format_version") != FORMAT_VERSION:
+    if data.get("format") != FORMAT or data.get("format_version") not in (FORMAT_VERSION, SEVERAL_BACKBONES_VERSION):
         raise ReportError(
             f"{path} is {data.get('format')!r} version {data.get('format_version')!r}; this patchbench reads "
-            f"{FORMAT!r} version {FORMAT_VERSION}: use the patchbench that wrote it, or run again")
+            f"{FORMAT!r} versions {FORMAT_VERSION} and {SEVERAL_BACKBONES_VERSION}: use the patchbench that "
+            "wrote it, or run again")
     known = {key: data[key] for key in RunSettings.__dataclass_fields__ if key in data}
     return RunSettings(**known)
 
@@ -154,7 +176,8 @@ def read_settings(run_dir: Path) -> RunSettings:
 
 
 def read_results(run_dir: Path) -> pd.DataFrame:
-    """``results.csv`` as a frame, one row per (category, method); an ``error`` column always present."""
+    """``results.csv`` as a frame, one row per (category, [backbone,] method, seed) as written (no
+    ``configurations``); an ``error`` column always present."""
     csv = check_run_dir(run_dir) / RESULTS_CSV
     if not csv.is_file():
         raise ReportError(f"{csv} is missing; {run_dir} is not a finished patchbench run folder")
@@ -223,7 +246,9 @@ class RunFolder:
         results = pd.DataFrame(rows)
         write_atomic(self.path / RESULTS_CSV, lambda tmp: results.to_csv(tmp, index=False))
         header = "\n".join(f"- {label}: {text}" for label, text in self.settings.header().items())
-        tables = markdown_tables(results, table_columns(self.settings.pro_fpr_limit))
+        # A run of several backbones labels its configurations even when only one backbone has rows yet.
+        shown = configurations(results, always=self.settings.several_backbones)
+        tables = markdown_tables(shown, table_columns(self.settings.pro_fpr_limit))
         markdown = f"# patchbench results\n\n{header}\n\n{tables}"
         write_text_atomic(self.path / RESULTS_MD, markdown)
         return markdown

@@ -12,8 +12,12 @@ Two questions, two units of evidence (Demsar, JMLR 2006, for the second):
   and Davenport's F), average ranks, the Nemenyi critical difference and a
   critical-difference diagram, on the per-category means over seeds.
 
-Only rows without error count. Missing prediction files (older runs, removed
-files) and runs without bootstrap cost their part a note, never an exception.
+In a run of several backbones a "method" is a configuration such as
+``patchcore · resnet18`` (``reports.tables.configurations``), paired and ranked
+like a method; its prediction files are found through the method and backbone
+the relabelled rows keep. Only rows without error count. Missing prediction
+files (older runs, removed files) and runs without bootstrap cost their part a
+note, never an exception.
 This module must not import ``reports.html``, which imports it.
 """
 
@@ -32,7 +36,7 @@ import metrics
 from reports.cd_diagram import cliques, critical_difference_png
 from reports.predictions import prediction_path
 from reports.runfolder import RunSettings
-from reports.tables import metric_tables
+from reports.tables import configuration_parts, configurations, metric_tables
 
 LEVEL = 0.95
 ALPHA = 0.05
@@ -45,8 +49,9 @@ def statistics_html(run_dir: Path, results: pd.DataFrame, settings: RunSettings)
     """The statistics section of the report of the run in ``run_dir``: h3/h4 headings, tables, notes, figures.
 
     ``results``: the run's rows (category, method, seed, error, metric columns),
-    as ``reports.runfolder.read_results`` gives them.
+    as ``reports.runfolder.read_results`` gives them, or relabelled by ``configurations`` already.
     """
+    results = configurations(results, always=settings.several_backbones)
     finished = _finished(results)
     methods = list(dict.fromkeys(finished["method"]))
     if len(methods) < 2:
@@ -108,19 +113,23 @@ def paired_html(run_dir: Path, results: pd.DataFrame, settings: RunSettings, met
 
 def category_values(run_dir: Path, results: pd.DataFrame, settings: RunSettings, category: str,
                     methods: list[str], file_seeds: list) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], str]:
-    """``method -> (exact AUROC [S], resampled AUROC [S, R])`` over the seeds, and why others are missing.
+    """``method -> (exact AUROC [S], resampled AUROC [S, R])`` over the seeds, and why others are missing;
+    ``methods`` are labels of ``results`` (configurations in a run of several backbones).
 
     A method counts only when none of its rows in the category failed and
     every seed's predictions can be read; every method must have been scored
     on the same test images (the same labels), or resamples would not pair.
     """
+    results = configurations(results, always=settings.several_backbones)
     rows = results[results["category"] == category]
     failed = set(rows.loc[rows["error"].notna(), "method"]) if "error" in rows else set()
     found, missing, labels_seen = {}, [], None
+    parts = configuration_parts(rows)  # label -> (method, backbone) of the prediction files' names
     for method in methods:
         loaded = [None]
-        if method not in failed and method in set(rows["method"]):
-            loaded = [_image_scores(prediction_path(run_dir, category, method, seed)) for seed in file_seeds]
+        if method not in failed and method in parts:
+            name, backbone = parts[method]
+            loaded = [_image_scores(prediction_path(run_dir, category, name, seed, backbone)) for seed in file_seeds]
         if any(item is None for item in loaded):
             missing.append(method)
             continue

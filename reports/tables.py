@@ -5,6 +5,18 @@ seeds, shown as ``mean ± std`` when there are several; the accuracy metrics
 with a bootstrap interval (``<key>_low``, ``<key>_high`` in the rows) show it as
 ``[low, high]`` after the value, averaged over the seeds. The ``mean`` row is
 the mean over categories, and its spread the std over seeds of that mean.
+
+A run of several backbones has a row per (category, backbone, method, seed).
+``configurations`` turns such rows into rows of one "method" each, the
+configuration ``patchcore · wide_resnet50_2``, so every table, figure,
+statistical test and comparison built on ``method`` shows the backbones side
+by side without a code path of its own; every consumer calls it first.
+Columns go backbone-major (all methods on the first backbone, then all on the
+next, each in the run's order): the harness's question is which method is
+best, and methods are only fairly compared on the same features, so each
+backbone's methods sit together, and a backbone's effect on a method is the
+same stride to the right in every table. Rows of one backbone are left as they
+are, so those tables look as before.
 """
 
 from __future__ import annotations
@@ -78,6 +90,53 @@ class MetricTable:
                             index=self.mean.index)
 
 
+# The raw method name of a configuration row; ``method`` then holds the configuration's label.
+METHOD_NAME = "method_name"
+SEPARATOR = " · "
+
+
+def several_backbones(results: pd.DataFrame) -> bool:
+    """Whether the rows (category, backbone, method, ...) hold more than one backbone."""
+    return "backbone" in results and results["backbone"].nunique() > 1
+
+
+def configuration_label(method: str, backbone) -> str:
+    """``patchcore · resnet18``; the method alone where the backbone is unknown (NaN)."""
+    return str(method) if pd.isna(backbone) else f"{method}{SEPARATOR}{backbone}"
+
+
+def split_label(label: str) -> tuple[str, str]:
+    """``(method, backbone)`` of a configuration label, ``(label, "")`` of a plain method's name."""
+    method, separator, backbone = label.rpartition(SEPARATOR)
+    return (method, backbone) if separator else (label, "")
+
+
+def configurations(results: pd.DataFrame, always: bool = False) -> pd.DataFrame:
+    """Rows of several backbones (or of one when ``always``) with ``method`` relabelled as the configuration
+    ``configuration_label(method, backbone)``, the raw name kept in ``method_name``, sorted stably by
+    (category, backbone, method) in order of first appearance: backbone-major columns (module docstring).
+
+    Other rows, and rows relabelled already, are returned as they are: every consumer may call it.
+    """
+    if METHOD_NAME in results or "backbone" not in results or not (always or several_backbones(results)):
+        return results
+    out = results.copy()
+    out[METHOD_NAME] = out["method"]
+    out["method"] = [configuration_label(m, b) for m, b in zip(out[METHOD_NAME], out["backbone"])]
+    # factorize numbers values by first appearance; lexsort is stable and sorts on its last key first
+    ranks = [pd.factorize(out[key], use_na_sentinel=False)[0] for key in (METHOD_NAME, "backbone", "category")]
+    return out.iloc[np.lexsort(ranks)]
+
+
+def configuration_parts(results: pd.DataFrame) -> dict[str, tuple[str, str | None]]:
+    """``method`` label -> (method, backbone) as the run's prediction files are named: the backbone is
+    None in rows ``configurations`` left alone (one backbone: the runner leaves it out of file names)."""
+    if METHOD_NAME not in results:
+        return {str(m): (str(m), None) for m in results["method"]}
+    return {str(label): (str(method), None if pd.isna(backbone) else str(backbone))
+            for label, method, backbone in zip(results["method"], results[METHOD_NAME], results["backbone"])}
+
+
 def seed_count(results: pd.DataFrame) -> int:
     """How many seeds the rows were run with (1 for rows without a seed column)."""
     return int(results["seed"].nunique()) if "seed" in results and results["seed"].notna().any() else 1
@@ -112,6 +171,7 @@ def metric_tables(results: pd.DataFrame, key: str) -> MetricTable:
     category, and one with a failed category no mean row, so a failure never
     makes a method look better.
     """
+    results = configurations(results)
     wide = _by_seed(results, key)
     # mean over categories, per seed: [methods, seeds]
     per_seed = wide.groupby(level="method", sort=False).mean().where(
@@ -172,6 +232,7 @@ def has_values(results: pd.DataFrame, column: Column) -> bool:
 
 def markdown_tables(results: pd.DataFrame, columns: tuple[Column, ...] = TABLES) -> str:
     """Every column of ``results`` that ``has_values`` as a titled Markdown table, failures listed last."""
+    results = configurations(results)
     parts = []
     for column in columns:
         if not has_values(results, column):
