@@ -4,13 +4,20 @@ Every method of a run asks for a subset of the same layers, so the harness
 extracts the union of those layers once per split and hands each method the
 same arrays. With a cache folder, features also persist between runs:
 
-``<cache>/<key>/manifest.json`` plus one ``<layer>.npy`` per layer, where
-``key`` is a hash of everything that changes the features: the image files
-(path, size, modification time), category, split, backbone, weights identity,
-resize and crop. Layers are stored one file each, so a later run that needs
-another layer extracts only what is missing and keeps the rest. Every file is
-written atomically and the manifest records each layer's shape and CRC-32, so a
-truncated or corrupted entry is detected, reported and rebuilt.
+``<cache>/<key>/manifest.json`` plus one ``<layer>-<crc32 hex>.npy`` per
+layer, where ``key`` is a hash of everything that changes the features: the
+image files (path, size, modification time), category, split, backbone,
+weights identity, resize and crop. Layers are stored one file each, so a later
+run that needs another layer extracts only what is missing and keeps the rest.
+Every file is written atomically and the manifest records each layer's file,
+shape and CRC-32, so a truncated or corrupted entry is detected, reported and
+rebuilt.
+
+Several worker processes may share one cache folder and store the same entry at
+once, without a lock: a layer file is named by the CRC-32 of its own bytes, so
+no writer ever renames different bytes over a file another writer's manifest
+names, and whichever manifest is renamed last names only files that match it
+(see ``DiskEntry.store``).
 
 Nothing reaches the disk or a method unless it is what a correct extraction
 gives: one row per image, every value finite (the backbone leaves NaN where it
@@ -22,7 +29,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,9 +45,12 @@ from bench.log import logger, progress
 from datasets import Sample, read_images
 from datasets.cache_root import cache_root
 from methods.base import FeatureSet
-from reports.atomic import write_atomic, write_text_atomic
+from reports.atomic import write_text_atomic
 
 # 2: avgpool is always layer4's pool, and entries are checked before they are written.
+# Not bumped for the ``<layer>-<crc32>.npy`` names: every reader, old or new, opens the file the
+# manifest names, so old readers read new entries and new readers old ones (``<layer>.npy``).
+# A bump would only make every existing cache extract everything again.
 FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
 
@@ -80,7 +92,7 @@ def describe(samples: list[Sample], category: str, split: str, backbone, resize:
 
 
 class DiskEntry:
-    """One cache entry: a folder of per-layer ``.npy`` files and their manifest."""
+    """One cache entry: a folder of per-layer ``.npy`` files and the manifest that names them."""
 
     def __init__(self, folder: Path, description: dict):
         self.folder = folder
@@ -89,7 +101,7 @@ class DiskEntry:
     def _manifest(self) -> dict:
         path = self.folder / MANIFEST
         if not path.exists():
-            return {"description": self.description, "layers": {}}
+            return self._fresh_manifest()
         return json.loads(path.read_text())
 
     def load(self, layers: tuple[str, ...]) -> dict[str, np.ndarray]:
@@ -124,23 +136,44 @@ class DiskEntry:
         return found
 
     def store(self, arrays: dict[str, np.ndarray]) -> None:
-        """Add ``arrays`` to the entry; the manifest is rewritten last, so it never names a partial file."""
+        """Add ``arrays`` (layer name -> features, one row per image) to the entry; safe beside other writers.
+
+        Workers sharing the cache may store the same entry at once, with bytes that differ in the
+        last bits. Without a lock: each layer file is named by its own CRC-32 (``_write_layer``), so a
+        file name always stands for the same bytes; the manifest is rewritten last, atomically, from
+        the manifest on disk at that moment plus these layers. Whichever manifest is renamed last
+        wins and names only files whose bytes match its records. A layer that only the losing
+        writer stored may drop out of the entry; a later run extracts it again.
+
+        A losing writer's files stay in the folder, named by no manifest, and so does a layer's
+        previous file when it is stored again: deleting them could pull a file from under a reader
+        that read the manifest just before it was replaced, and without a lock no writer can know.
+        ``cache clear`` removes whole entry folders, these files included; ``cache list`` counts them.
+        """
         self.folder.mkdir(parents=True, exist_ok=True)
-        try:
-            manifest = self._manifest()
-        except (OSError, ValueError):
-            manifest = {"description": self.description, "layers": {}}
         if not (self.folder / MANIFEST).exists():
             # The manifest marks the folder as the cache's (``cache clear`` deletes nothing else),
-            # so it is there before any layer file, even if this store is interrupted.
-            write_text_atomic(self.folder / MANIFEST, json.dumps(manifest, indent=1))
-        for layer, array in arrays.items():
-            path = write_atomic(self.folder / f"{layer}.npy",
-                                lambda tmp, a=array: _save_npy(tmp, a))
-            manifest["layers"][layer] = {"file": path.name, "shape": list(array.shape),
-                                         "dtype": str(array.dtype), "bytes": path.stat().st_size,
-                                         "crc32": file_crc32(path)}
+            # so it is there before any layer file, even if this store is interrupted. Racing
+            # another writer's full manifest, this empty one can only drop layers, never misname one.
+            write_text_atomic(self.folder / MANIFEST, json.dumps(self._fresh_manifest(), indent=1))
+        written = {layer: _write_layer(self.folder, layer, array) for layer, array in arrays.items()}
+        # Read as late as possible, so layers another writer stored meanwhile are kept.
+        manifest = self._current_manifest()
+        manifest["layers"].update(written)
         write_text_atomic(self.folder / MANIFEST, json.dumps(manifest, indent=1))
+
+    def _fresh_manifest(self) -> dict:
+        return {"description": self.description, "layers": {}}
+
+    def _current_manifest(self) -> dict:
+        """The manifest on disk, or a fresh one if it is unreadable (its files are then simply not named)."""
+        try:
+            manifest = self._manifest()
+            if isinstance(manifest.get("layers"), dict):
+                return manifest
+        except (OSError, ValueError, AttributeError):
+            pass
+        return self._fresh_manifest()
 
 
 def feature_problem(array: np.ndarray, n_images: int) -> str | None:
@@ -163,6 +196,41 @@ def read_only(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 def _save_npy(path: Path, array: np.ndarray) -> None:
     with open(path, "wb") as f:  # a file object, so NumPy does not append ".npy" to the name
         np.save(f, array, allow_pickle=False)
+
+
+def _write_layer(folder: Path, layer: str, array: np.ndarray) -> dict:
+    """Save ``array`` as ``folder/<layer>-<crc32 hex>.npy``; its manifest record (file, shape, dtype, bytes, crc32).
+
+    The CRC-32 is taken from the temporary file before the rename, so the record describes the
+    bytes that land under that name whoever else stores the layer: a writer with other bytes
+    renames them to another name, one with the same bytes replaces them with themselves. (Two
+    writers' bytes with the same CRC would be the same layer's features to within rounding, of
+    the same shape: either loads correctly under the other's record.)
+    """
+    tmp = _shared_temp_file(folder, prefix=f".{layer}.")
+    try:
+        _save_npy(tmp, array)
+        crc, size = file_crc32(tmp), tmp.stat().st_size
+        name = f"{layer}-{crc:08x}.npy"
+        os.replace(tmp, folder / name)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return {"file": name, "shape": list(array.shape), "dtype": str(array.dtype), "bytes": size, "crc32": crc}
+
+
+def _shared_temp_file(folder: Path, prefix: str) -> Path:
+    """A new empty file in ``folder`` with the usual mode, not mkstemp's private 0600.
+
+    As ``reports.atomic.write_atomic`` does, which cannot be used here: it needs the final name
+    before the bytes are written, and this name is the bytes' CRC. Other workers read the cache.
+    """
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=prefix, suffix=".tmp")
+    os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    return Path(tmp)
 
 
 class FeatureCache:

@@ -111,7 +111,7 @@ def test_corrupted_cache_entry_is_reported_and_rebuilt(backbone, synthetic_root,
     cache = tmp_path / "cache"
     first = bench_run(backbone, synthetic_root, tmp_path / "a", "--cache-dir", str(cache),
                       methods="patchcore", category="weave")
-    victim = sorted(cache.glob("*/layer2.npy"))[0]
+    victim = sorted(cache.glob("*/layer2-*.npy"))[0]  # <layer>-<crc32 hex>.npy
     victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])
     capsys.readouterr()
     again = bench_run(backbone, synthetic_root, tmp_path / "b", "--cache-dir", str(cache),
@@ -178,9 +178,10 @@ def test_cached_layer_with_nan_is_reported_and_extracted_again(backbone, synthet
     first = bench_run(backbone, synthetic_root, tmp_path / "a", "--cache-dir", str(cache),
                       methods="patchcore", category="weave")
     # A poisoned entry whose checksums agree: only looking at the values can tell.
-    folder = sorted(cache.glob("*/layer2.npy"))[0].parent
+    layer2 = sorted(cache.glob("*/layer2-*.npy"))[0]
+    folder = layer2.parent
     manifest = json.loads((folder / "manifest.json").read_text())
-    poisoned = np.load(folder / "layer2.npy")
+    poisoned = np.load(layer2)
     poisoned[:] = np.nan
     DiskEntry(folder, manifest["description"]).store({"layer2": poisoned})
     capsys.readouterr()
