@@ -45,8 +45,9 @@ def base_parser(add_help: bool = True) -> argparse.ArgumentParser:
     parser.add_argument("--methods", default="all",
                         help="comma-separated method names, or 'all' registered methods (default: all); "
                              "see --list-methods")
-    parser.add_argument("--backbone", default="resnet18", choices=["resnet18", "wide_resnet50_2"],
-                        help="feature extractor (default: resnet18)")
+    parser.add_argument("--backbone", type=backbone_list, default=["resnet18"], metavar="NAME[,NAME]",
+                        help=f"feature extractor(s), comma-separated: {', '.join(BACKBONES)} (default: resnet18); "
+                             "every method runs on each, features extracted once per (category, backbone)")
     parser.add_argument("--weights", default="imagenet",
                         help="'imagenet' (Paddle's download and cache; falls back to a seeded random "
                              "initialisation when it cannot be had), 'random', or the path of a .pdparams file")
@@ -63,6 +64,13 @@ def base_parser(add_help: bool = True) -> argparse.ArgumentParser:
                              "(default: $PATCHBENCH_CACHE/features, else ~/.cache/patchbench/features)")
     parser.add_argument("--no-cache", action="store_true",
                         help="extract features afresh and keep them in memory only")
+    grid = parser.add_mutually_exclusive_group()
+    grid.add_argument("--workers", type=positive_int, default=None, metavar="N",
+                      help="run the (category, backbone) units on a local Dask cluster of N worker processes, "
+                           "the cores split between them (default: one after the other in this process)")
+    grid.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                      help="run the units on the Dask cluster at ADDRESS, e.g. tcp://10.0.0.5:8786; every worker "
+                           "must see --data-path and should share --cache-dir (see README, 'On a cluster')")
     parser.add_argument("--seed", type=int_range(0, MAX_SEED), default=0,
                         help="seed of every random choice: synthetic data, random weights, bootstrap resamples, "
                              "and the methods' coreset start, projections, channel subsets unless --seeds is "
@@ -91,6 +99,19 @@ def base_parser(add_help: bool = True) -> argparse.ArgumentParser:
                         help="no progress bars or step messages; tables, warnings and errors still show")
     parser.add_argument("--list-methods", action="store_true", help="list the registered methods and exit")
     return parser
+
+
+BACKBONES = ("resnet18", "wide_resnet50_2")
+
+
+def backbone_list(text: str) -> list[str]:
+    """``"resnet18,wide_resnet50_2"`` -> the distinct names, each a known backbone."""
+    names = list(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+    unknown = [name for name in names if name not in BACKBONES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"invalid choice: {', '.join(map(repr, unknown)) or repr(text)} "
+                                         f"(choose from {', '.join(BACKBONES)}, comma-separated)")
+    return names
 
 
 def seed_list(text: str) -> list[int]:
@@ -178,10 +199,7 @@ def run_command(argv: list[str]) -> int:
     else:
         data_root = ensure_synthetic(seed=options.seed)
     resolve_categories(data_root, options.category)  # a wrong folder or name fails before Paddle loads
-    from bench.backbone import Backbone
-
-    backbone = Backbone(options.backbone, weights=options.weights, seed=options.seed, device=options.device)
-    result = run(options, methods, backbone, data_root, folder=folder)
+    result = run(options, methods, data_root, folder=folder)
     if result.failed:
         print(f"error: some categories failed; see the Failures table in {result.run_dir / 'results.md'}",
               file=sys.stderr)

@@ -157,7 +157,7 @@ def imagenet_md5(backbone: str) -> str | None:
 
 def predict_images(method, backbone, header: dict, paths: list[Path], batch_size: int = 8):
     """Scores ``[N]`` float64 and anomaly maps ``[N, crop, crop]`` float32 of the images at ``paths``."""
-    from bench.runner import check_prediction
+    from bench.units import check_prediction
     from datasets import read_images
     from methods.base import FeatureSet
 

@@ -284,12 +284,14 @@ def patchbench_add_options(parser: argparse.ArgumentParser) -> None:
 
 @hookimpl
 def patchbench_check_options(options: argparse.Namespace) -> None:
-    total = BACKBONE_CHANNELS.get(options.backbone)
-    if options.padim_features is not None and total is not None and options.padim_features > total:
-        raise argparse.ArgumentTypeError(
-            f"argument --padim-features: must be at most {total} (the channels of {options.backbone}'s "
-            f"layer1..layer3), got {options.padim_features}"
-        )
+    backbones = options.backbone if isinstance(options.backbone, (list, tuple)) else [options.backbone]
+    for backbone in backbones:
+        total = BACKBONE_CHANNELS.get(backbone)
+        if options.padim_features is not None and total is not None and options.padim_features > total:
+            raise argparse.ArgumentTypeError(
+                f"argument --padim-features: must be at most {total} (the channels of {backbone}'s "
+                f"layer1..layer3), got {options.padim_features}"
+            )
 
 
 @hookimpl

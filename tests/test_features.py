@@ -50,7 +50,7 @@ def bench_run(backbone, root, out, *extra, methods="patchcore,padim,spade", cate
     chosen = {cls.name: cls for cls in extra_methods}
     chosen.update({name: registered[name] for name in methods.split(",")})
     backbone.calls.clear()
-    return run(options, chosen, backbone, root)
+    return run(options, chosen, root, backbones={"resnet18": backbone})
 
 
 class InPlaceCentering(AnomalyMethod):

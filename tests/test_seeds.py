@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import bench.runner
+import bench.units
 import metrics
 from bench.backbone import Backbone
 from bench.cli import main
@@ -23,7 +23,7 @@ def run_dir(output):
 def counted(monkeypatch):
     """Counts of backbone passes and of method fits in the runs a test makes."""
     counts = {"extract": 0, "fit": 0}
-    extract, run_method = Backbone.extract, bench.runner.run_method
+    extract, run_method = Backbone.extract, bench.units.run_method
 
     def counting_extract(self, *args, **kwargs):
         counts["extract"] += 1
@@ -34,7 +34,7 @@ def counted(monkeypatch):
         return run_method(*args, **kwargs)
 
     monkeypatch.setattr(Backbone, "extract", counting_extract)
-    monkeypatch.setattr(bench.runner, "run_method", counting_run_method)
+    monkeypatch.setattr(bench.units, "run_method", counting_run_method)
     return counts
 
 

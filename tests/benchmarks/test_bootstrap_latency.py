@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import metrics
-from bench.runner import intervals
+from bench.units import intervals
 from methods.base import Prediction
 
 N, SIZE, RESAMPLES = 150, 224, 1000
