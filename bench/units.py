@@ -171,10 +171,14 @@ def run_unit(unit: Unit, methods: dict[str, type[AnomalyMethod]], options, data_
 
     ``backbones(name) -> Backbone``: where the backbone comes from (default ``backbone_for``).
     """
-    base = {"category": unit.category, "backbone": unit.backbone}
+    weights: dict[str, str] = {}  # the weights the unit's backbone has, once it has one
+
+    def row_of(name: str, seed: int) -> dict:
+        return {"category": unit.category, "backbone": unit.backbone, "method": name, "seed": seed, **weights}
+
     try:
         backbone = (backbones or functools.partial(backbone_for, options))(unit.backbone)
-        base["weights"] = backbone.weights_used
+        weights["weights"] = backbone.weights_used
         layers = tuple(sorted({layer for name, _ in unit.todo for layer in methods[name].layers}))
         cache_dir = None if options.no_cache else (options.cache_dir or default_cache_dir())
         cache = FeatureCache(backbone, layers, options.resize, options.crop, options.batch_size, cache_dir)
@@ -187,7 +191,7 @@ def run_unit(unit: Unit, methods: dict[str, type[AnomalyMethod]], options, data_
     except Exception as exc:  # noqa: BLE001 - one unit must not sink the run
         reason = failure_reason(exc, f"category {unit.category!r} on {unit.backbone}")
         for name, seed in unit.todo:
-            emit({**base, "method": name, "seed": seed, "error": reason}, {})
+            emit({**row_of(name, seed), "error": reason}, {})
         return
 
     shared = {"extract_s": train.seconds + test.seconds, "features_from_cache": train.from_cache and test.from_cache,
@@ -196,7 +200,7 @@ def run_unit(unit: Unit, methods: dict[str, type[AnomalyMethod]], options, data_
         logger.info("[%s] %s%s%s: fit on %d images, predict %d", unit.category, name,
                     f" on {unit.backbone}" if naming.several_backbones else "",
                     f" (seed {seed})" if naming.several_seeds else "", len(train_samples), len(test_samples))
-        row = {**base, "method": name, "seed": seed}
+        row = row_of(name, seed)
         try:
             cls = methods[name]
             method, prediction, fit_probe, predict_probe = run_method(
