@@ -141,3 +141,34 @@ def test_two_backbones_are_a_grid_axis_with_features_once_per_category_and_backb
     assert sorted(calls) == ["resnet18"] * 2 + ["wide_resnet50_2"] * 2  # train and test, once per backbone
     assert (folder / "predictions" / "granite" / "padim.wide_resnet50_2.npz").is_file()
     assert "- backbone: resnet18, wide_resnet50_2" in (folder / "results.md").read_text()
+
+
+def test_ctrl_c_keeps_finished_rows_and_shuts_down_the_local_cluster(synthetic_root, tmp_path):
+    import psutil
+
+    run = subprocess.Popen([sys.executable, str(REPO / "bench.py"), *grid_args(synthetic_root, tmp_path),
+                            "--workers", "2", "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           start_new_session=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and run.poll() is None:
+        csvs = list(tmp_path.glob("*/results.csv"))
+        if csvs and len(pd.read_csv(csvs[0])) >= 1:
+            break
+        time.sleep(0.05)
+    run.send_signal(signal.SIGINT)
+    out, err = run.communicate(timeout=120)
+    assert run.returncode == 130, err
+    assert "--resume" in err and "Traceback" not in err
+    assert len(pd.read_csv(run_dir(tmp_path) / "results.csv")) >= 1
+    # nothing of the run is left: the workers it started went with it
+    time.sleep(1.0)
+    left = [p.info for p in psutil.process_iter(["pid", "status", "cmdline"])
+            if _session(p.pid) == run.pid and p.info["status"] != psutil.STATUS_ZOMBIE]
+    assert not left, left
+
+
+def _session(pid: int) -> int | None:
+    try:
+        return os.getsid(pid)
+    except OSError:
+        return None

@@ -3,6 +3,9 @@
 What ``--workers``/``--scheduler`` add to each (category, backbone) unit besides
 its work: submitting it, the scheduler, the worker, sending its rows back and
 the driver's ``emit``. One local worker process, started once for the module.
+The file sorts after the other benchmarks on purpose: a Dask cluster started in a
+pytest process left the benchmarks after it measurably slower (SPADE predict by
+~12 % in ``bench.py latency``), so nothing runs after it.
 """
 
 import argparse
