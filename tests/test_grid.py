@@ -172,3 +172,29 @@ def _session(pid: int) -> int | None:
         return os.getsid(pid)
     except OSError:
         return None
+
+
+def test_a_worker_builds_its_backbone_once_for_all_its_units(synthetic_root, monkeypatch):
+    import bench.units
+    from bench.cli import parse
+    from bench.grid import unit_task
+    from bench.units import Naming, Unit
+
+    built = []
+    real = bench.units.backbone_for
+
+    def counting(options, name):
+        key = (name, str(options.weights), options.seed, options.device)
+        if key not in bench.units._BACKBONES:
+            built.append(name)
+        return real(options, name)
+
+    monkeypatch.setattr(bench.units, "_BACKBONES", {})
+    monkeypatch.setattr(bench.units, "backbone_for", counting)
+    monkeypatch.setattr("bench.grid.log.setup", lambda quiet: None)  # a worker's quiet logging, not this process's
+    options, _ = parse(["--methods", "padim", *SMALL])
+    naming = Naming(several_backbones=False, several_seeds=False)
+    for category in ("weave", "chip"):  # two units in this process, as on one worker
+        (row, files), = unit_task(Unit(category, "resnet18", (("padim", 0),)), options, str(synthetic_root), naming)
+        assert "error" not in row and list(files) == [f"predictions/{category}/padim.npz"]
+    assert built == ["resnet18"]
