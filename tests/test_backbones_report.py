@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 
 import metrics
-from datasets.mvtec import Sample
 from reports.compare import compared_columns, differences
 from reports.compare import main as compare_main
 from reports.figures import BUILTIN_COLORS, method_color
@@ -24,6 +23,7 @@ from reports.predictions import prediction_path, save_predictions
 from reports.runfolder import RunFolder, RunSettings, read_results, read_settings
 from reports.statistics import statistics_html
 from reports.tables import configuration_parts, configurations, metric_tables
+from report_fixtures import tiny_test_set
 
 CATEGORIES = ("alpha", "beta")
 BACKBONES = ("resnet18", "wide_resnet50_2")
@@ -51,11 +51,7 @@ def several_settings() -> RunSettings:
 def make_run(folder: Path) -> Path:
     """The run folder as the runner leaves it, rows written method-major to show the order is the tables'."""
     folder.mkdir(parents=True)
-    labels = np.repeat([0, 1], [GOOD, BAD]).astype(np.int8)
-    masks = np.zeros((GOOD + BAD, SIDE, SIDE), dtype=np.uint8)
-    masks[GOOD:, 2:5, 2:5] = 1
-    samples = [Sample(Path(f"img{i}.png"), int(y), "good" if y == 0 else "crack",
-                      Path(f"mask{i}.png") if y else None) for i, y in enumerate(labels)]
+    labels, masks, samples = tiny_test_set(GOOD, BAD, SIDE)
     rng = np.random.default_rng(0)
     rows = []
     for method, backbone, category in itertools.product(METHODS, BACKBONES, CATEGORIES):

@@ -17,13 +17,13 @@ from PIL import Image
 from scipy import stats
 
 import metrics
-from datasets.mvtec import Sample
 from metrics import MetricError
 from metrics.bootstrap import resample_indices
 from reports.cd_diagram import cliques, critical_difference_png
 from reports.predictions import load_predictions, prediction_path, save_predictions
 from reports.runfolder import RunSettings, read_results, read_settings
 from reports.statistics import statistics_html
+from report_fixtures import tiny_test_set
 
 PNG_HEADER = b"\x89PNG\r\n\x1a\n"
 CATEGORIES = ("c1", "c2", "c3", "c4", "c5", "c6")
@@ -97,11 +97,7 @@ def make_run(folder: Path) -> Path:
     settings = RunSettings(categories=list(CATEGORIES), seed=RUN_SEED, seeds=SEEDS, bootstrap=RESAMPLES,
                            methods={m: {} for m in STRENGTH})
     (folder / "run.json").write_text(settings.to_json())
-    labels = np.repeat([0, 1], [GOOD, BAD]).astype(np.int8)
-    masks = np.zeros((GOOD + BAD, SIDE, SIDE), dtype=np.uint8)
-    masks[GOOD:, 2:5, 2:5] = 1
-    samples = [Sample(Path(f"img{i}.png"), int(y), "good" if y == 0 else "crack",
-                      Path(f"mask{i}.png") if y else None) for i, y in enumerate(labels)]
+    labels, masks, samples = tiny_test_set(GOOD, BAD, SIDE)
     rng = np.random.default_rng(0)
     rows = []
     for category, (method, strength), seed in itertools.product(CATEGORIES, STRENGTH.items(), SEEDS):
