@@ -148,7 +148,7 @@ def _run(options, methods, data_root, categories, folder, out, provided, distrib
         raise
     steps.close()
     statistics_s = sum(row.get("statistics_s", 0.0) or 0.0 for row in rows)
-    if statistics_s:
+    if options.bootstrap:
         logger.info("bootstrap intervals took %.1f s in all (%d resamples per interval)", statistics_s,
                     options.bootstrap)
     rows = ordered(rows, order)
