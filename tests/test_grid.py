@@ -198,3 +198,13 @@ def test_a_worker_builds_its_backbone_once_for_all_its_units(synthetic_root, mon
         (row, files), = unit_task(Unit(category, "resnet18", (("padim", 0),)), options, str(synthetic_root), naming)
         assert "error" not in row and list(files) == [f"predictions/{category}/padim.npz"]
     assert built == ["resnet18"]
+
+
+def test_a_serial_run_does_not_import_dask(synthetic_root, tmp_path):
+    argv = ["--data-path", str(synthetic_root), "--category", "weave", "--methods", "padim",
+            "--output", str(tmp_path), "--quiet", *SMALL]
+    code = ("import sys\nfrom bench.cli import main\n"
+            f"assert main({argv!r}) == 0\n"
+            "assert not any(name.split('.')[0] in ('dask', 'distributed') for name in sys.modules), 'Dask imported'\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
