@@ -137,7 +137,7 @@ def test_two_backbones_are_a_grid_axis_with_features_once_per_category_and_backb
     folder = run_dir(tmp_path)
     results = pd.read_csv(folder / "results.csv")
     assert results[["backbone", "method"]].values.tolist() == [
-        ["resnet18", "patchcore"], ["resnet18", "padim"], ["wide_resnet50_2", "patchcore"], ["wide_resnet50_2", "padim"]]
+        [backbone, method] for backbone in ("resnet18", "wide_resnet50_2") for method in ("patchcore", "padim")]
     assert sorted(calls) == ["resnet18"] * 2 + ["wide_resnet50_2"] * 2  # train and test, once per backbone
     assert (folder / "predictions" / "granite" / "padim.wide_resnet50_2.npz").is_file()
     assert "- backbone: resnet18, wide_resnet50_2" in (folder / "results.md").read_text()
