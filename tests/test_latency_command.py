@@ -78,7 +78,7 @@ def test_injected_slowdown_is_reported_slower_and_fails(repo, tmp_path, capsys):
     assert "slower **(fails)**" in work and "(fails)" not in steady
     ratio = float(work.split("|")[4].split()[0])
     low, high = (float(x) for x in work.split("|")[5].strip(" []").split(","))
-    assert 1.2 < low <= ratio <= high < 1.4  # 30 % slower, less the timer's overhead
+    assert 1.15 < low <= ratio <= high < 1.45  # 30 % slower, less what the sleeps overshoot by
     assert len(list((tmp_path / "json").glob("*.json"))) == 6  # 3 rounds x 2 sides, every timing kept
     # the worktrees are gone
     assert "base" not in subprocess.run(["git", "worktree", "list"], capture_output=True, text=True).stdout[70:]
