@@ -34,7 +34,7 @@ from bench.models import save_model
 from bench.probes import measure
 from datasets import load_split, read_masks
 from methods.base import AnomalyMethod, FeatureSet, Prediction
-from reports.predictions import prediction_path, save_predictions
+from reports.predictions import prediction_bytes, prediction_path
 
 MB = 2**20
 Emit = Callable[[dict, dict[str, bytes]], None]
@@ -148,14 +148,6 @@ def failure_reason(exc: Exception, what: str) -> str:
     return reason
 
 
-def prediction_file(samples, labels, masks, prediction: Prediction, evaluation) -> bytes:
-    """The bytes of ``reports.predictions.save_predictions`` for one row."""
-    with tempfile.TemporaryDirectory(prefix="patchbench-row-") as tmp:
-        path = save_predictions(Path(tmp) / "p.npz", samples, labels, masks, prediction.scores,
-                                prediction.maps, evaluation)
-        return path.read_bytes()
-
-
 def model_files(method, folder: str, backbone, options, layers, category: str) -> dict[str, bytes]:
     """The files ``bench.models.save_model`` writes for one fitted method, keyed ``<folder>/<name>``."""
     with tempfile.TemporaryDirectory(prefix="patchbench-model-") as tmp:
@@ -194,8 +186,6 @@ def run_unit(unit: Unit, methods: dict[str, type[AnomalyMethod]], options, data_
             emit({**row_of(name, seed), "error": reason}, {})
         return
 
-    shared = {"extract_s": train.seconds + test.seconds, "features_from_cache": train.from_cache and test.from_cache,
-              "n_train": len(train_samples), "n_test": len(test_samples)}
     for name, seed in unit.todo:
         logger.info("[%s] %s%s%s: fit on %d images, predict %d", unit.category, name,
                     f" on {unit.backbone}" if naming.several_backbones else "",
@@ -212,7 +202,7 @@ def run_unit(unit: Unit, methods: dict[str, type[AnomalyMethod]], options, data_
                       if options.bootstrap else {})
             statistics_s = time.perf_counter() - started
             files = {naming.prediction(unit.category, name, unit.backbone, seed):
-                     prediction_file(test_samples, labels, masks, prediction, evaluation)}
+                     prediction_bytes(test_samples, labels, masks, prediction.scores, prediction.maps, evaluation)}
             if options.save_models:
                 files.update(model_files(method, naming.model(unit.category, name, unit.backbone, seed), backbone,
                                          options, cls.layers, unit.category))
@@ -224,8 +214,8 @@ def run_unit(unit: Unit, methods: dict[str, type[AnomalyMethod]], options, data_
             **row,
             **evaluation.columns(),
             **bounds,
-            "extract_s": shared["extract_s"],
-            "features_from_cache": shared["features_from_cache"],
+            "extract_s": train.seconds + test.seconds,
+            "features_from_cache": train.from_cache and test.from_cache,
             "fit_s": fit_probe.seconds,
             "predict_ms_per_image": 1000.0 * seconds_per_image,
             "images_per_s": 1.0 / seconds_per_image if seconds_per_image > 0 else float("inf"),
@@ -235,6 +225,6 @@ def run_unit(unit: Unit, methods: dict[str, type[AnomalyMethod]], options, data_
             "predict_gpu_peak_mb": predict_probe.peak_gpu_bytes / MB,
             "model_mb": method.model_size_bytes() / MB,
             "statistics_s": statistics_s,
-            "n_train": shared["n_train"],
-            "n_test": shared["n_test"],
+            "n_train": len(train_samples),
+            "n_test": len(test_samples),
         }, files)

@@ -19,6 +19,7 @@ came from, so the figures and the tables cannot disagree.
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -41,9 +42,17 @@ def thin(x: np.ndarray, y: np.ndarray, points: int = CURVE_POINTS) -> tuple[np.n
 
 def save_predictions(path: Path, samples, labels: np.ndarray, masks: np.ndarray, scores: np.ndarray,
                      maps: np.ndarray, evaluation: metrics.Evaluation) -> Path:
-    """Write one (category, method) prediction. ``labels``, ``scores``: ``[N]``; ``masks``, ``maps``:
-    ``[N, H, W]``; ``evaluation``: ``metrics.evaluate`` of these arrays, already computed for the
-    tables, whose thresholds and curves are saved as they are (nothing is sorted again here).
+    """Write one (category, method) prediction (``prediction_bytes``) to ``path``, atomically."""
+    data = prediction_bytes(samples, labels, masks, scores, maps, evaluation)
+    return write_atomic(Path(path), lambda tmp: tmp.write_bytes(data))
+
+
+def prediction_bytes(samples, labels: np.ndarray, masks: np.ndarray, scores: np.ndarray, maps: np.ndarray,
+                     evaluation: metrics.Evaluation) -> bytes:
+    """One (category, method) prediction as the bytes of its ``.npz``. ``labels``, ``scores``: ``[N]``;
+    ``masks``, ``maps``: ``[N, H, W]``; ``evaluation``: ``metrics.evaluate`` of these arrays, already
+    computed for the tables, whose thresholds and curves are saved as they are (nothing is sorted again).
+    A Dask worker sends these bytes to the driver, which writes them.
     """
     thresholds = evaluation.thresholds
     pro_fpr, pro_overlap = thin(evaluation.pro_fpr, evaluation.pro_overlap)
@@ -60,12 +69,9 @@ def save_predictions(path: Path, samples, labels: np.ndarray, masks: np.ndarray,
         "pro_fpr": pro_fpr,
         "pro_overlap": pro_overlap,
     }
-    return write_atomic(Path(path), lambda tmp: _savez(tmp, arrays))
-
-
-def _savez(tmp: Path, arrays: dict) -> None:
-    with open(tmp, "wb") as f:  # a file object, so NumPy does not append ".npz" to the name
-        np.savez_compressed(f, **arrays)
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    return buffer.getvalue()
 
 
 def load_predictions(path: Path) -> dict[str, np.ndarray]:
