@@ -12,6 +12,7 @@ import shutil
 import tempfile
 import zlib
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -27,6 +28,17 @@ TRAIN_IMAGES = 24
 TEST_GOOD_IMAGES = 8
 IMAGES_PER_DEFECT = 5
 
+
+@dataclass(frozen=True)
+class ImageCounts:
+    """How many images a synthetic category has: good training images, good test images, and test
+    images per defect type. The default set is small; ``bench.py profile`` builds an MVTec-sized
+    category (300 train, 105 test) from the same scenes."""
+
+    train: int = TRAIN_IMAGES
+    test_good: int = TEST_GOOD_IMAGES
+    per_defect: int = IMAGES_PER_DEFECT
+
 SYNTHETIC_CATEGORIES: tuple[str, ...] = tuple(sorted(SCENES))
 SYNTHETIC_TEXTURES: tuple[str, ...] = tuple(
     name for name in SYNTHETIC_CATEGORIES if SCENES[name].kind == "texture"
@@ -41,8 +53,12 @@ def build_synthetic(
     seed: int = 0,
     categories: Sequence[str] | None = None,
     workers: int | None = None,
+    counts: ImageCounts = ImageCounts(),
 ) -> Path:
-    """Write the synthetic categories (default: all) under ``root``; returns ``root``.
+    """Write the synthetic categories (default: all) under ``root``, ``counts`` images each; returns ``root``.
+
+    Image ``i`` of a split is the same picture whatever the counts: a larger set
+    extends the default one.
 
     Images are drawn on a thread pool: NumPy and Pillow release the GIL for
     the heavy array work and the PNG encoding.
@@ -52,7 +68,7 @@ def build_synthetic(
     unknown = sorted(set(names) - set(SCENES))
     if unknown:
         raise ValueError(f"unknown synthetic categories {unknown}; known: {SYNTHETIC_CATEGORIES}")
-    jobs = [job for name in names for job in category_jobs(SCENES[name])]
+    jobs = [job for name in names for job in category_jobs(SCENES[name], counts)]
     workers = workers or min(8, os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=workers) as pool:
         done = [pool.submit(_write_image, SCENES[name], seed, split, defect, index, root)
@@ -62,11 +78,11 @@ def build_synthetic(
     return root
 
 
-def category_jobs(scene: Scene) -> list[tuple[str, str, str | None, int]]:
+def category_jobs(scene: Scene, counts: ImageCounts = ImageCounts()) -> list[tuple[str, str, str | None, int]]:
     """``(category, split, defect or None, index)`` of every image of a category."""
-    jobs = [(scene.name, "train", None, i) for i in range(TRAIN_IMAGES)]
-    jobs += [(scene.name, "test", None, i) for i in range(TEST_GOOD_IMAGES)]
-    jobs += [(scene.name, "test", d, i) for d in scene.defects for i in range(IMAGES_PER_DEFECT)]
+    jobs = [(scene.name, "train", None, i) for i in range(counts.train)]
+    jobs += [(scene.name, "test", None, i) for i in range(counts.test_good)]
+    jobs += [(scene.name, "test", d, i) for d in scene.defects for i in range(counts.per_defect)]
     return jobs
 
 

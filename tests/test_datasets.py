@@ -111,6 +111,20 @@ def test_synthetic_build_same_bytes_in_another_process(synthetic_root, tmp_path)
     assert first == tree_digest(tmp_path / "p")
 
 
+def test_synthetic_counts_extend_the_default_set(synthetic_root, tmp_path):
+    # bench.py profile's MVTec-sized category must hold the default set's pictures, plus more.
+    counts = synthetic.ImageCounts(train=26, test_good=1, per_defect=6)
+    tree = tree_digest(build_synthetic(tmp_path / "big", seed=0, categories=["chip"], counts=counts))
+    first = {k: v for k, v in tree_digest(synthetic_root).items() if k.startswith("chip/")}
+    assert len([k for k in tree if k.startswith("chip/train/good/")]) == 26
+    assert len([k for k in tree if k.startswith("chip/test/good/")]) == 1
+    assert all(len([k for k in tree if k.startswith(f"chip/test/{d}/")]) == 6 for d in SCENES["chip"].defects)
+    assert all(len([k for k in tree if k.startswith(f"chip/ground_truth/{d}/")]) == 6 for d in SCENES["chip"].defects)
+    shared = set(first) & set(tree)
+    assert {k for k in first if "/test/good/" not in k} <= shared
+    assert {k: tree[k] for k in shared} == {k: first[k] for k in shared}
+
+
 def test_synthetic_build_other_seed_other_bytes(synthetic_root, tmp_path):
     other = tree_digest(build_synthetic(tmp_path / "other", seed=1, categories=["granite"]))
     first = tree_digest(synthetic_root)
