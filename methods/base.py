@@ -8,10 +8,15 @@ A method is a class shaped like a scikit-learn estimator: hyper-parameters in
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass
-from typing import ClassVar, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, ClassVar, Mapping
 
 import numpy as np
+
+from methods.device_copies import DeviceCopies
+
+if TYPE_CHECKING:
+    import paddle
 
 
 class MethodError(Exception):
@@ -28,13 +33,31 @@ class FeatureSet:
     array. ``image_size`` is the ``(H, W)`` of the network input, the size
     anomaly maps are returned at. In a run the arrays are read-only: every
     method of the run is handed the same ones.
+
+    ``tensor(name)`` is the same layer on Paddle's device, for the Paddle
+    kernels: uploaded by its first caller, then shared by every method, until
+    the harness calls ``release()`` after the category. ``device_copies``
+    counts the uploads; it takes no part in equality, and a pickled or copied
+    set arrives without device copies.
     """
 
     layers: Mapping[str, np.ndarray]
     image_size: tuple[int, int]
+    device_copies: DeviceCopies = field(default_factory=DeviceCopies, init=False, repr=False, compare=False)
 
     def __getitem__(self, name: str) -> np.ndarray:
         return self.layers[name]
+
+    def tensor(self, name: str) -> "paddle.Tensor":
+        """Layer ``name`` as a float32 Paddle tensor on the current device (``[N, C, h, w]`` or ``[N, C4]``).
+
+        Uploaded on the first call, the same object afterwards; shared, so never change it in place.
+        """
+        return self.device_copies.get(name, self.layers[name])
+
+    def release(self) -> None:
+        """Free the device copies (the host arrays stay); a later ``tensor`` call uploads again."""
+        self.device_copies.release()
 
     def __len__(self) -> int:
         return len(next(iter(self.layers.values())))
