@@ -38,11 +38,16 @@ def resize_bilinear(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.matmul(np.matmul(wh, x), ww.T)
 
 
+def nearest_indices(n_in: int, n_out: int) -> np.ndarray:
+    """``[n_out]`` source index of each output position along one axis: ``floor(dst * n_in / n_out)``."""
+    return np.minimum((np.arange(n_out) * n_in) // n_out, n_in - 1)
+
+
 def resize_nearest(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Resize the last two axes of ``[..., h, w]`` to ``[..., H, W]`` by nearest neighbour."""
     h, w = x.shape[-2:]
-    rows = np.minimum((np.arange(size[0]) * h) // size[0], h - 1)
-    cols = np.minimum((np.arange(size[1]) * w) // size[1], w - 1)
+    rows = nearest_indices(h, size[0])
+    cols = nearest_indices(w, size[1])
     return x[..., rows[:, None], cols[None, :]]
 
 
