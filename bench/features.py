@@ -23,6 +23,10 @@ Nothing reaches the disk or a method unless it is what a correct extraction
 gives: one row per image, every value finite (the backbone leaves NaN where it
 wrote nothing). Methods get read-only arrays, because every method of the run
 shares them: a method that wrote into its input would change the next one's.
+
+On a GPU the methods' Paddle kernels read the same layers from the device:
+``FeatureSet.tensor`` uploads a layer on its first use and shares it after;
+``drop`` frees those copies with the category.
 """
 
 from __future__ import annotations
@@ -256,9 +260,10 @@ class FeatureCache:
         return self._entries[key]
 
     def drop(self, category: str) -> None:
-        """Forget a finished category's features, so a run holds one category at a time."""
+        """Forget a finished category's features and free their device copies, so a run holds one
+        category at a time, on the host and on the device."""
         for key in [k for k in self._entries if k[0] == category]:
-            del self._entries[key]
+            self._entries.pop(key).features.release()
 
     def _load_or_extract(self, category: str, split: str, samples: list[Sample]) -> Extraction:
         start = time.perf_counter()

@@ -186,45 +186,49 @@ def run_unit(unit: Unit, methods: dict[str, type[AnomalyMethod]], options, data_
             emit({**row_of(name, seed), "error": reason}, {})
         return
 
-    for name, seed in unit.todo:
-        logger.info("[%s] %s%s%s: fit on %d images, predict %d", unit.category, name,
-                    f" on {unit.backbone}" if naming.several_backbones else "",
-                    f" (seed {seed})" if naming.several_seeds else "", len(train_samples), len(test_samples))
-        row = row_of(name, seed)
-        try:
-            cls = methods[name]
-            method, prediction, fit_probe, predict_probe = run_method(
-                cls, seeded(options, seed), train.features, test.features)
-            evaluation = metrics.evaluate(labels, prediction.scores, masks, prediction.maps,
-                                          fpr_limit=options.pro_fpr_limit, method=name)
-            started = time.perf_counter()
-            bounds = (intervals(labels, masks, prediction, options.bootstrap, options.seed, options.pro_fpr_limit)
-                      if options.bootstrap else {})
-            statistics_s = time.perf_counter() - started
-            files = {naming.prediction(unit.category, name, unit.backbone, seed):
-                     prediction_bytes(test_samples, labels, masks, prediction.scores, prediction.maps, evaluation)}
-            if options.save_models:
-                files.update(model_files(method, naming.model(unit.category, name, unit.backbone, seed), backbone,
-                                         options, cls.layers, unit.category))
-        except Exception as exc:  # noqa: BLE001 - one method must not sink the others
-            emit({**row, "error": failure_reason(exc, f"{name} on {unit.category!r}")}, {})
-            continue
-        seconds_per_image = predict_probe.seconds / len(test_samples)
-        emit({
-            **row,
-            **evaluation.columns(),
-            **bounds,
-            "extract_s": train.seconds + test.seconds,
-            "features_from_cache": train.from_cache and test.from_cache,
-            "fit_s": fit_probe.seconds,
-            "predict_ms_per_image": 1000.0 * seconds_per_image,
-            "images_per_s": 1.0 / seconds_per_image if seconds_per_image > 0 else float("inf"),
-            "fit_peak_mb": fit_probe.peak_rss_bytes / MB,
-            "predict_peak_mb": predict_probe.peak_rss_bytes / MB,
-            "fit_gpu_peak_mb": fit_probe.peak_gpu_bytes / MB,
-            "predict_gpu_peak_mb": predict_probe.peak_gpu_bytes / MB,
-            "model_mb": method.model_size_bytes() / MB,
-            "statistics_s": statistics_s,
-            "n_train": len(train_samples),
-            "n_test": len(test_samples),
-        }, files)
+    try:
+        for name, seed in unit.todo:
+            logger.info("[%s] %s%s%s: fit on %d images, predict %d", unit.category, name,
+                        f" on {unit.backbone}" if naming.several_backbones else "",
+                        f" (seed {seed})" if naming.several_seeds else "", len(train_samples), len(test_samples))
+            row = row_of(name, seed)
+            try:
+                cls = methods[name]
+                method, prediction, fit_probe, predict_probe = run_method(
+                    cls, seeded(options, seed), train.features, test.features)
+                evaluation = metrics.evaluate(labels, prediction.scores, masks, prediction.maps,
+                                              fpr_limit=options.pro_fpr_limit, method=name)
+                started = time.perf_counter()
+                bounds = (intervals(labels, masks, prediction, options.bootstrap, options.seed, options.pro_fpr_limit)
+                          if options.bootstrap else {})
+                statistics_s = time.perf_counter() - started
+                files = {naming.prediction(unit.category, name, unit.backbone, seed):
+                         prediction_bytes(test_samples, labels, masks, prediction.scores, prediction.maps, evaluation)}
+                if options.save_models:
+                    files.update(model_files(method, naming.model(unit.category, name, unit.backbone, seed), backbone,
+                                             options, cls.layers, unit.category))
+            except Exception as exc:  # noqa: BLE001 - one method must not sink the others
+                emit({**row, "error": failure_reason(exc, f"{name} on {unit.category!r}")}, {})
+                continue
+            seconds_per_image = predict_probe.seconds / len(test_samples)
+            emit({
+                **row,
+                **evaluation.columns(),
+                **bounds,
+                "extract_s": train.seconds + test.seconds,
+                "features_from_cache": train.from_cache and test.from_cache,
+                "fit_s": fit_probe.seconds,
+                "predict_ms_per_image": 1000.0 * seconds_per_image,
+                "images_per_s": 1.0 / seconds_per_image if seconds_per_image > 0 else float("inf"),
+                "fit_peak_mb": fit_probe.peak_rss_bytes / MB,
+                "predict_peak_mb": predict_probe.peak_rss_bytes / MB,
+                "fit_gpu_peak_mb": fit_probe.peak_gpu_bytes / MB,
+                "predict_gpu_peak_mb": predict_probe.peak_gpu_bytes / MB,
+                "model_mb": method.model_size_bytes() / MB,
+                "statistics_s": statistics_s,
+                "n_train": len(train_samples),
+                "n_test": len(test_samples),
+            }, files)
+    finally:
+        # Every method and seed of the unit has used the device copies; the next unit is another category.
+        cache.drop(unit.category)
