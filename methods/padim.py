@@ -17,10 +17,17 @@ Anomaly Detection and Localization", 2020).
    distances is the anomaly map: upsampled (bilinear) to the input size and
    smoothed with a Gaussian of sigma 4. The image score is the map's maximum.
 
+How (``methods.gaussians``): per position one float32 SYRK for the
+covariance (checked against float64 at one position per chunk), one Cholesky
+``Sigma = L L^T`` and the triangular inverse ``U = L^-T``; the model keeps
+``mean_`` ``[P, d]`` and ``whitener_`` ``[P, d(d+1)/2]``, ``U``'s upper triangle
+packed (float32), and the distance is ``|(x - mu) U|``. Models saved before
+(``cov_inv_``, full float32 inverse covariances) still load and predict with
+those.
+
 Memory: the channel subset is taken from each layer before anything is
-concatenated; mean and covariance are computed a chunk of positions at a time
-(each chunk centred, copied and multiplied on its own), so fit holds the
-reduced embedding plus one chunk, never a second full copy.
+concatenated; the Gaussians are computed a chunk of positions at a time, so fit
+holds the reduced embedding, the packed factors and one chunk.
 
 The Mahalanobis distances run in NumPy or, on a GPU, in Paddle (see
 ``methods.backend``).
@@ -31,11 +38,19 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 from bench import hookimpl
 from methods.backend import use_paddle
 from methods.base import AnomalyMethod, FeatureSet, MethodError, Prediction
+from methods.gaussians import (
+    DEFAULT_BUDGET_BYTES,
+    fit_gaussians,
+    packed_dim,
+    positions_per_chunk,
+    single_threaded_blas,
+    unpack_upper,
+    whitened_distances,
+)
 from methods.maps import anomaly_map, resize_nearest
 from methods.options import positive_int
 
@@ -43,7 +58,6 @@ LAYERS = ("layer1", "layer2", "layer3")
 # Channels of layer1..layer3 concatenated -> dimensions kept (the paper's choices).
 DEFAULT_FEATURES = {448: 100, 1792: 550}  # resnet18, wide_resnet50_2
 BACKBONE_CHANNELS = {"resnet18": 448, "wide_resnet50_2": 1792}
-DEFAULT_BUDGET_BYTES = 64 * 2**20
 EPSILON = 0.01
 IMAGES_PER_STEP = 16
 
@@ -105,62 +119,31 @@ def total_channels(features: FeatureSet) -> int:
     return int(sum(features[name].shape[1] for name in LAYERS))
 
 
-def single_threaded_blas():
-    """Context that runs BLAS/LAPACK on one thread.
-
-    PaDiM's products and inverses are many small (d x N, d x d) matrices; there
-    OpenBLAS's threads cost far more than they give. On a two-core machine the
-    covariances and inverses of 3136 positions (d = 100, N = 200) took 2.1 s on
-    one thread and 17 s on two (110 s while other processes loaded the cores).
-    """
-    return threadpool_limits(limits=1, user_api="blas")
-
-
-def positions_per_chunk(bytes_per_position: int, budget_bytes: int, n_positions: int) -> int:
-    return int(min(n_positions, max(1, budget_bytes // max(1, bytes_per_position))))
-
-
 def gaussian_per_position(
     x: np.ndarray, eps: float = EPSILON, *, budget_bytes: int = DEFAULT_BUDGET_BYTES
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and inverse regularised covariance at every position.
+    """Mean and inverse regularised covariance at every position (the representation before the
+    packed factor; PaDiM itself keeps ``methods.gaussians.fit_gaussians``'s whitener).
 
-    x: ``[N, P, d]`` (any strides, e.g. a transposed view). Returns ``mean``
-    ``[P, d]`` and ``cov_inv`` ``[P, d, d]``, float32; the statistics and the
-    inverse are computed in float64, a chunk of positions at a time.
+    x: ``[N, P, d]`` (any strides). Returns ``mean`` ``[P, d]`` and ``cov_inv``
+    ``[P, d, d]`` float32, ``cov_inv = U U^T`` from the whitening factor ``U``.
     """
-    n, p, d = x.shape
-    if n < 2:
-        raise MethodError(
-            f"PaDiM needs at least 2 training images to estimate a covariance, got {n}"
-        )
-    mean = np.empty((p, d), dtype=np.float32)
-    cov_inv = np.empty((p, d, d), dtype=np.float32)
-    # Per position: the centred chunk [N, d] and covariance + inverse [d, d], in float64.
-    step = positions_per_chunk(8 * (n * d + 3 * d * d), budget_bytes, p)
-    identity = eps * np.eye(d)
+    mean, whitener = fit_gaussians(x, eps, budget_bytes=budget_bytes)
+    d = mean.shape[1]
+    cov_inv = np.empty((len(mean), d, d), dtype=np.float32)
+    step = positions_per_chunk(4 * 2 * d * d, budget_bytes, len(mean))
     with single_threaded_blas():
-        for start in range(0, p, step):
-            chunk = x[:, start : start + step].transpose(1, 2, 0)  # [pc, d, N]
-            chunk = np.ascontiguousarray(chunk, dtype=np.float64)
-            mu = chunk.mean(axis=2)
-            chunk -= mu[:, :, None]
-            cov = np.empty((len(chunk), d, d))
-            for i, centred in enumerate(chunk):
-                # One 2-D product per position: a stacked matmul of an array with
-                # itself takes a slow non-BLAS path (40x slower here).
-                np.matmul(centred, centred.T, out=cov[i])
-            cov /= n - 1
-            cov += identity
-            mean[start : start + step] = mu
-            cov_inv[start : start + step] = np.linalg.inv(cov)
+        for start in range(0, len(mean), step):
+            factor = unpack_upper(whitener[start : start + step], d)
+            np.matmul(factor, factor.transpose(0, 2, 1), out=cov_inv[start : start + step])
     return mean, cov_inv
 
 
 def mahalanobis(
     x: np.ndarray, mean: np.ndarray, cov_inv: np.ndarray, *, budget_bytes: int = DEFAULT_BUDGET_BYTES
 ) -> np.ndarray:
-    """Mahalanobis distance of each ``x[n, p]`` to the Gaussian at position ``p``.
+    """Mahalanobis distance of each ``x[n, p]`` to the Gaussian at position ``p``, from full inverse
+    covariances: what models saved with ``cov_inv_`` (before the packed factor) predict with.
 
     x: ``[N, P, d]`` (any strides); mean: ``[P, d]``; cov_inv: ``[P, d, d]``.
     Returns ``[N, P]`` float32. Runs ``mahalanobis_paddle`` when
@@ -252,7 +235,7 @@ class Padim(AnomalyMethod):
         self.channels_ = channel_subset(channels, d, self.seed)
         self.input_channels_ = channels
         self.grid_shape_ = tuple(features[LAYERS[0]].shape[-2:])
-        self.mean_, self.cov_inv_ = gaussian_per_position(
+        self.mean_, self.whitener_ = fit_gaussians(
             self._positions(features), self.eps, budget_bytes=self.budget_bytes
         )
         return self
@@ -266,10 +249,25 @@ class Padim(AnomalyMethod):
                 f"got {channels} on {grid}; fit and predict with the same backbone and crop"
             )
         x = self._positions(features)
-        distances = mahalanobis(x, self.mean_, self.cov_inv_, budget_bytes=self.budget_bytes)
+        distances = self._distances(x)
         maps = anomaly_map(distances.reshape(len(x), *grid), features.image_size)
         scores = maps.reshape(len(maps), -1).max(axis=1)
         return Prediction(scores=scores.astype(np.float64), maps=maps)
+
+    def _distances(self, x: np.ndarray) -> np.ndarray:
+        """``[N, P, d]`` -> ``[N, P]`` Mahalanobis distances, from the packed factor or, in a model
+        saved before it (``cov_inv_``, full inverse covariances), from those."""
+        if hasattr(self, "whitener_"):
+            d = packed_dim(self.whitener_.shape[1])
+            if d != x.shape[2] or self.whitener_.shape[0] != x.shape[1]:
+                raise MethodError(
+                    f"PaDiM's whitener_ holds {self.whitener_.shape[0]} factors of d = {d}, but the "
+                    f"features give {x.shape[1]} positions of d = {x.shape[2]}: the model is damaged; refit it"
+                )
+            return whitened_distances(x, self.mean_, self.whitener_, budget_bytes=self.budget_bytes)
+        if hasattr(self, "cov_inv_"):
+            return mahalanobis(x, self.mean_, self.cov_inv_, budget_bytes=self.budget_bytes)
+        raise MethodError("PaDiM has neither whitener_ nor cov_inv_: fit it (or refit and save it again)")
 
 
 @hookimpl

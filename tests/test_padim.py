@@ -6,6 +6,7 @@ import pytest
 from methods.backend import backend
 from methods.base import FeatureSet, MethodError
 from methods.maps import anomaly_map
+from methods.gaussians import unpack_upper
 from methods.padim import Padim, channel_subset, feature_count, padim_embedding
 from feature_fixtures import random_features
 
@@ -46,16 +47,17 @@ def test_gaussians_scores_and_maps_match_brute_force(budget):
     channels, means, inverses, grids = brute_padim(train, test, 10, 3)
     np.testing.assert_array_equal(model.channels_, channels)
     assert model.mean_.shape == (64, 10) and model.mean_.dtype == np.float32
-    assert model.cov_inv_.shape == (64, 10, 10) and model.cov_inv_.dtype == np.float32
+    assert model.whitener_.shape == (64, 55) and model.whitener_.dtype == np.float32
     np.testing.assert_allclose(model.mean_, means, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(model.cov_inv_, inverses, rtol=1e-4, atol=1e-5)
+    factors = unpack_upper(model.whitener_, 10).astype(np.float64)
+    np.testing.assert_allclose(factors @ factors.transpose(0, 2, 1), inverses, rtol=1e-4, atol=1e-5)
 
     pred = model.predict(test)
     ref_maps = anomaly_map(grids, SIZE)
     assert pred.maps.shape == (4, *SIZE) and pred.scores.shape == (4,)
     np.testing.assert_allclose(pred.maps, ref_maps, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(pred.scores, ref_maps.reshape(4, -1).max(axis=1), rtol=1e-4)
-    assert model.model_size_bytes() == model.mean_.nbytes + model.cov_inv_.nbytes + model.channels_.nbytes
+    assert model.model_size_bytes() == model.mean_.nbytes + model.whitener_.nbytes + model.channels_.nbytes
 
 
 def test_paddle_path_matches_numpy_path():
@@ -81,7 +83,7 @@ def resnet18_like(n, seed=0):
 def test_resnet18_keeps_100_of_448_seeded_channels():
     f = resnet18_like(3)
     a = Padim(seed=7).fit(f)
-    assert a.channels_.shape == (100,) and a.cov_inv_.shape == (64, 100, 100)
+    assert a.channels_.shape == (100,) and a.whitener_.shape == (64, 100 * 101 // 2)
     np.testing.assert_array_equal(a.channels_, np.sort(np.random.default_rng(7).choice(448, 100, replace=False)))
     np.testing.assert_array_equal(a.channels_, Padim(seed=7).fit(f).channels_)
     assert not np.array_equal(a.channels_, Padim(seed=8).fit(f).channels_)
@@ -142,3 +144,45 @@ def test_flag_reaches_the_method_and_the_method_is_registered():
     assert Padim.from_config(parse([])[0]).n_features is None
     with pytest.raises(SystemExit):
         parse(["--padim-features", "0"])
+
+
+def old_format(model):
+    """The model as saved before the packed factor: full float32 inverse covariances in ``cov_inv_``."""
+    old = Padim(**model.get_params())
+    for key, value in vars(model).items():
+        if key.endswith("_") and key != "whitener_":
+            setattr(old, key, value)
+    factors = unpack_upper(model.whitener_, len(model.channels_)).astype(np.float64)
+    old.cov_inv_ = (factors @ factors.transpose(0, 2, 1)).astype(np.float32)
+    return old
+
+
+@pytest.mark.parametrize("kernels", ["numpy", "paddle"])
+def test_a_model_saved_with_full_inverses_still_loads_and_predicts(tmp_path, kernels):
+    from bench.models import load_model, save_model
+
+    train, test = random_features(20, 11), random_features(3, 12)
+    model = Padim(n_features=9, seed=2).fit(train)
+    folder = save_model(old_format(model), tmp_path / "old", backbone="resnet18", weights_id="random-seed0",
+                        weights_used="random", resize=40, crop=32, layers=Padim.layers)
+    loaded, _ = load_model(folder, {"padim": Padim})
+    assert not hasattr(loaded, "whitener_") and loaded.cov_inv_.shape == (64, 9, 9)
+    with backend(kernels):
+        got, expected = loaded.predict(test), model.predict(test)
+    np.testing.assert_allclose(got.maps, expected.maps, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(got.scores, expected.scores, rtol=1e-4)
+
+
+def test_the_model_keeps_a_packed_triangle_not_a_full_inverse():
+    model = Padim(seed=0).fit(resnet18_like(4))  # d = 100, 64 positions
+    full_inverses = 64 * 100 * 100 * 4
+    assert model.whitener_.nbytes == 64 * 5050 * 4 == full_inverses * 101 // 200
+    assert model.model_size_bytes() == model.whitener_.nbytes + model.mean_.nbytes + model.channels_.nbytes
+    assert model.model_size_bytes() < 0.52 * full_inverses
+
+
+def test_a_model_without_gaussians_says_to_fit():
+    model = Padim(n_features=5).fit(random_features(4, 0))
+    del model.whitener_
+    with pytest.raises(MethodError, match="fit it"):
+        model.predict(random_features(2, 1))
