@@ -82,3 +82,80 @@ def resnet18_features(n: int, sizes: Sizes, layers, seed: int):
         channels, side = sizes.grid[name]
         out[name] = np.abs(rng.standard_normal((n, channels, side, side), dtype=np.float32))
     return FeatureSet(out, (sizes.image_size, sizes.image_size))
+
+
+
+def part_layout(n: int, side: int, seed: int, *, category: int = 0, parts: int = 32) -> np.ndarray:
+    """``[n, side, side]`` int part labels: one coarse layout per ``category`` shared by all its images (an
+    aligned object or a periodic texture), each image (from ``seed``) shifted by up to one coarse cell and
+    with ~10 % of its cells swapped."""
+    coarse = max(2, side // 7)
+    layout = np.random.default_rng([category, 1]).integers(parts, size=(coarse, coarse))
+    rng = np.random.default_rng([seed, 2])
+    cell = -(-side // coarse)
+    out = np.empty((n, side, side), dtype=np.int64)
+    for i in range(n):
+        labels = np.roll(layout, tuple(rng.integers(-1, 2, size=2)), axis=(0, 1))
+        swap = rng.random(labels.shape) < 0.1
+        labels = np.where(swap, rng.integers(parts, size=labels.shape), labels)
+        out[i] = np.repeat(np.repeat(labels, cell, axis=0), cell, axis=1)[:side, :side]
+    return out
+
+
+def structured_feature_maps(n: int, channels: int, side: int, seed: int, *, category: int = 0,
+                            parts: int = 32, labels: np.ndarray | None = None) -> np.ndarray:
+    """``[n, channels, side, side]`` float32 maps shaped like CNN features of aligned images, seeded.
+
+    A few dozen "parts" (latent prototypes with a decaying spectrum, fixed by
+    ``category``) tile each image in a layout shared across the category's
+    images (``part_layout``, or ``labels`` ``[n, side, side]`` given); smooth
+    per-image variation (from ``seed``) and blurring make neighbouring positions
+    similar; the category's random mixing to ``channels`` and a ReLU finish.
+    Unlike ``patch_like_features`` (clusters, no space) and
+    ``resnet18_features`` (iid noise), nearest-neighbour bounds have the
+    structure of real features to work with. Train and test images of one
+    category: same ``category``, different ``seed``.
+    """
+    from scipy.ndimage import gaussian_filter
+
+    fixed = np.random.default_rng([category, channels, 3])
+    latent = 32
+    scale = (1.0 / np.arange(1, latent + 1) ** 0.8).astype(np.float32)
+    prototypes = 2 * fixed.standard_normal((parts, latent), dtype=np.float32)
+    mixing = fixed.standard_normal((latent, channels), dtype=np.float32) / np.float32(np.sqrt(latent / 4))
+    if labels is None:
+        labels = part_layout(n, side, seed, category=category, parts=parts)
+    rng = np.random.default_rng([seed, channels, 4])
+    z = prototypes[labels]  # [n, side, side, latent]
+    z += 1.8 * gaussian_filter(rng.standard_normal(z.shape, dtype=np.float32), sigma=(0, 2, 2, 0))
+    z = gaussian_filter(z, sigma=(0, 1, 1, 0))
+    z += 0.15 * rng.standard_normal(z.shape, dtype=np.float32)
+    x = (z * scale) @ mixing
+    x += 0.05 * rng.standard_normal(x.shape, dtype=np.float32)
+    np.maximum(x, 0, out=x)
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+
+
+def structured_features(n: int, sizes: Sizes, layers, seed: int, *, category: int = 0):
+    """A ``FeatureSet`` like ``resnet18_features`` but from ``structured_feature_maps``: every layer of an
+    image shares one part layout (so positions correspond across layers); ``avgpool`` is a ReLU'd
+    projection (fixed by ``category``) of the image's mean layer3, so similar images pool near."""
+    from methods.base import FeatureSet
+
+    grid = sizes.grid
+    side = max(s for _, s in grid.values())
+    labels = part_layout(n, side, seed, category=category)
+    maps = {}
+    for name in ("layer1", "layer2", "layer3"):
+        channels, s = grid[name]
+        step = max(1, side // s)
+        maps[name] = lambda c=channels, s=s, step=step: structured_feature_maps(
+            n, c, s, seed, category=category, labels=labels[:, ::step, ::step][:, :s, :s])
+    out = {name: maps[name]() for name in layers if name in maps}
+    if "avgpool" in layers:
+        layer3 = out["layer3"] if "layer3" in out else maps["layer3"]()
+        pooled = layer3.mean(axis=(2, 3))
+        fixed = np.random.default_rng([category, 5])
+        projection = fixed.standard_normal((pooled.shape[1], RESNET18_POOLED), dtype=np.float32) / np.float32(16)
+        out["avgpool"] = np.maximum(pooled @ projection, 0).astype(np.float32)
+    return FeatureSet(out, (sizes.image_size, sizes.image_size))
