@@ -74,30 +74,53 @@ def packed_dim(size: int) -> int:
     return d
 
 
+def split(d: int) -> tuple[int, int]:
+    """Sizes ``(a, b)``, ``a = ceil(d / 2)``, of the two diagonal blocks of a packed factor."""
+    a = (d + 1) // 2
+    return a, d - a
+
+
 def pack_upper(u: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """``[M, d, d]`` -> ``[M, d(d+1)/2]``: each upper triangle, row by row (``u[m, i, i:]``)."""
+    """``[M, d, d]`` upper triangular (zeros below) -> ``[M, d(d+1)/2]``, the triangles packed.
+
+    The layout (LAPACK's "rectangular full packed" idea): with ``U`` split at
+    ``a = ceil(d/2)`` into ``U11`` ``[a, a]``, ``U12`` ``[a, b]`` and ``U22``
+    ``[b, b]``, each packed row holds a ``[b+1, a]`` tile, row-major, whose
+    upper triangle is ``U11`` and whose rows ``1..b``, columns ``0..b-1`` hold
+    ``U22^T`` in their lower triangle, then ``U12`` row-major. Every block is a
+    plain strided matrix, so the distances run BLAS on it without unpacking.
+    """
     m, d, _ = u.shape
+    a, b = split(d)
     if out is None:
         out = np.empty((m, packed_size(d)), dtype=u.dtype)
-    start = 0
-    # One slice per row, vectorised over the M matrices: far cheaper than a fancy-index gather.
-    for i in range(d):
-        out[:, start : start + d - i] = u[:, i, i:]
-        start += d - i
+    tile = out[:, : (b + 1) * a].reshape(m, b + 1, a)
+    tile[:, :a] = u[:, :a, :a]  # its lower part is 0
+    tile[:, a:] = 0.0
+    tile[:, 1:, :b] += u[:, a:, a:].transpose(0, 2, 1)  # U22^T fills the zeros below the diagonal
+    out[:, (b + 1) * a :] = u[:, :a, a:].reshape(m, a * b)
     return out
 
 
-def unpack_upper(packed: np.ndarray, d: int, out: np.ndarray | None = None) -> np.ndarray:
-    """``[M, d(d+1)/2]`` -> ``[M, d, d]`` float32: the upper triangles back, zeros below."""
+def factor_blocks(packed: np.ndarray, d: int) -> tuple[np.ndarray, np.ndarray]:
+    """Views of ``pack_upper``'s layout: ``tile`` ``[M, b+1, a]`` and ``U12`` ``[M, a, b]``."""
     m = len(packed)
+    a, b = split(d)
+    return packed[:, : (b + 1) * a].reshape(m, b + 1, a), packed[:, (b + 1) * a :].reshape(m, a, b)
+
+
+def unpack_upper(packed: np.ndarray, d: int, out: np.ndarray | None = None) -> np.ndarray:
+    """``[M, d(d+1)/2]`` -> ``[M, d, d]`` float32: ``pack_upper``'s triangles back, zeros below."""
+    m = len(packed)
+    a, b = split(d)
+    tile, u12 = factor_blocks(packed, d)
     if out is None:
         out = np.empty((m, d, d), dtype=np.float32)
     out = out[:m]
-    start = 0
-    for i in range(d):
-        out[:, i, :i] = 0.0
-        out[:, i, i:] = packed[:, start : start + d - i]
-        start += d - i
+    out[:, :a, :a] = np.triu(tile[:, :a])
+    out[:, :a, a:] = u12
+    out[:, a:, :a] = 0.0
+    out[:, a:, a:] = np.triu(tile[:, 1:, :b].transpose(0, 2, 1))
     return out
 
 
@@ -164,18 +187,19 @@ def fit_gaussians(
     with single_threaded_blas():
         for start in range(0, p, step):
             stop = min(p, start + step)
-            samples = np.ascontiguousarray(x[:, start:stop].transpose(1, 0, 2), dtype=np.float32)  # [pc, N, d]
-            mu = samples.sum(axis=1, dtype=np.float64) / n
+            # [pc, d, N]: a free view when x is position-major (PaDiM's padim_samples).
+            samples = np.ascontiguousarray(x[:, start:stop].transpose(1, 2, 0), dtype=np.float32)
+            mu = samples.sum(axis=2, dtype=np.float64) / n
             mean[start:stop] = mu
-            centred = samples - mu.astype(np.float32)[:, None, :]
+            centred = samples - mu.astype(np.float32)[:, :, None]
             for i in range(stop - start):
                 # factors[i].T is Fortran-ordered: LAPACK works on it in place. Its lower
                 # triangle is the C-ordered upper one, so L ends up as factors[i] = L^T
-                # and L^-1 as factors[i] = L^-T = U.
+                # and L^-1 as factors[i] = L^-T = U. centred[i].T is the Fortran [N, d].
                 work = factors[i].T
-                blas.ssyrk(alpha, centred[i].T, beta=0.0, c=work, trans=0, lower=1, overwrite_c=1)
+                blas.ssyrk(alpha, centred[i].T, beta=0.0, c=work, trans=1, lower=1, overwrite_c=1)
                 if i == 0:
-                    error = covariance_error(samples[i], work)
+                    error = covariance_error(samples[i].T, work)
                     if not error <= bound:
                         raise MethodError(
                             f"PaDiM's float32 covariance at position {start} is off from its float64 "
@@ -187,13 +211,13 @@ def fit_gaussians(
                 if info == 0:
                     _, info = lapack.strtri(work, lower=1, overwrite_c=1)
                 if info != 0:  # not positive definite in float32: redo this one in float64
-                    factors[i] = _factor_float64(samples[i], mu[i], eps)
+                    factors[i] = _factor_float64(samples[i].T, mu[i], eps)
             pack_upper(factors[: stop - start], out=whitener[start:stop])
     return mean, whitener
 
 
 def _distance_step(n: int, d: int, p: int, budget_bytes: int) -> int:
-    # Per position: the centred samples, their product with U, and U unpacked, float32.
+    # Per position: the centred samples (whitened in place), and the blocks (copied for Paddle).
     return positions_per_chunk(4 * (2 * n * d + d * d), budget_bytes, p)
 
 
@@ -212,18 +236,28 @@ def whitened_distances(
 def whitened_distances_numpy(
     x: np.ndarray, mean: np.ndarray, whitener: np.ndarray, *, budget_bytes: int = DEFAULT_BUDGET_BYTES
 ) -> np.ndarray:
-    """NumPy ``whitened_distances``: ``|(x - mu) U|`` as batched products over a chunk of positions."""
+    """NumPy ``whitened_distances``: per position two triangular products and one general one on
+    the packed blocks (``N d^2`` FLOP, nothing unpacked)."""
     n, p, d = x.shape
+    a, b = split(d)
     out = np.empty((p, n), dtype=np.float32)
     step = _distance_step(n, d, p, budget_bytes)
-    dense = np.empty((step, d, d), dtype=np.float32)
     with single_threaded_blas():
         for start in range(0, p, step):
             stop = min(p, start + step)
-            delta = np.ascontiguousarray(x[:, start:stop].transpose(1, 0, 2), dtype=np.float32)
-            delta -= mean[start:stop, None, :]
-            white = np.matmul(delta, unpack_upper(whitener[start:stop], d, out=dense))  # [pc, N, d]
-            out[start:stop] = np.sqrt(np.einsum("pnd,pnd->pn", white, white))
+            # [pc, d, N]: rows of the C array are columns of BLAS's Fortran [N, d] = (x - mu)^T.
+            delta = np.array(x[:, start:stop].transpose(1, 2, 0), dtype=np.float32, order="C")
+            delta -= mean[start:stop, :, None]
+            tiles, corners = factor_blocks(whitener[start:stop], d)
+            for i in range(stop - start):
+                # (x - mu)^T U, by blocks: [d1 d2] [[U11 U12] [0 U22]] = [d1 U11, d1 U12 + d2 U22];
+                # in place, second block first, since it reads d1.
+                first, second = delta[i, :a].T, delta[i, a:].T  # Fortran [N, a], [N, b]
+                if b:
+                    blas.strmm(1.0, tiles[i, 1:, :b].T, second, side=1, lower=0, overwrite_b=1)
+                    blas.sgemm(1.0, first, corners[i].T, beta=1.0, c=second, trans_b=1, overwrite_c=1)
+                blas.strmm(1.0, tiles[i, :a].T, first, side=1, lower=1, trans_a=1, overwrite_b=1)
+            out[start:stop] = np.sqrt(np.einsum("pdn,pdn->pn", delta, delta))
     return np.ascontiguousarray(out.T)
 
 
@@ -235,16 +269,24 @@ def whitened_distances_paddle(
 
     n, p, d = x.shape
     out = np.empty((p, n), dtype=np.float32)
+    a, b = split(d)
     step = _distance_step(n, d, p, budget_bytes)
-    dense = np.empty((step, d, d), dtype=np.float32)
     with paddle.no_grad():
         for start in range(0, p, step):
             stop = min(p, start + step)
             delta = paddle.to_tensor(
-                np.ascontiguousarray(x[:, start:stop].transpose(1, 0, 2), dtype=np.float32)
-            )
+                np.ascontiguousarray(x[:, start:stop].transpose(1, 2, 0), dtype=np.float32)
+            )  # [pc, d, N]
             mu = paddle.to_tensor(np.ascontiguousarray(mean[start:stop], dtype=np.float32))
-            factor = paddle.to_tensor(unpack_upper(whitener[start:stop], d, out=dense))
-            white = paddle.bmm(delta - mu.unsqueeze(1), factor)  # [pc, N, d]
-            out[start:stop] = paddle.sqrt((white * white).sum(axis=-1)).numpy()
+            tiles, corners = (paddle.to_tensor(np.ascontiguousarray(block))
+                              for block in factor_blocks(whitener[start:stop], d))
+            delta = delta - mu.unsqueeze(2)
+            # U^T (x - mu) by blocks: [[U11^T 0] [U12^T U22^T]] [d1; d2], the triangles cut from the tile.
+            first = paddle.bmm(paddle.triu(tiles[:, :a]).transpose([0, 2, 1]), delta[:, :a])
+            squared = (first * first).sum(axis=1)
+            if b:
+                second = (paddle.bmm(corners.transpose([0, 2, 1]), delta[:, :a])
+                          + paddle.bmm(paddle.tril(tiles[:, 1:, :b]), delta[:, a:]))
+                squared = squared + (second * second).sum(axis=1)
+            out[start:stop] = paddle.sqrt(squared).numpy()
     return np.ascontiguousarray(out.T)

@@ -26,8 +26,9 @@ packed (float32), and the distance is ``|(x - mu) U|``. Models saved before
 those.
 
 Memory: the channel subset is taken from each layer before anything is
-concatenated; the Gaussians are computed a chunk of positions at a time, so fit
-holds the reduced embedding, the packed factors and one chunk.
+concatenated, and fit builds the reduced embedding a few grid rows at a time
+(within ``budget_bytes``), so it holds the packed factors and one block of
+rows, never the whole ``[N, d, h, w]`` embedding.
 
 The Mahalanobis distances run in NumPy or, on a GPU, in Paddle (see
 ``methods.backend``).
@@ -46,12 +47,13 @@ from methods.gaussians import (
     DEFAULT_BUDGET_BYTES,
     fit_gaussians,
     packed_dim,
+    packed_size,
     positions_per_chunk,
     single_threaded_blas,
     unpack_upper,
     whitened_distances,
 )
-from methods.maps import anomaly_map, resize_nearest
+from methods.maps import anomaly_map, nearest_indices
 from methods.options import positive_int
 
 LAYERS = ("layer1", "layer2", "layer3")
@@ -59,7 +61,7 @@ LAYERS = ("layer1", "layer2", "layer3")
 DEFAULT_FEATURES = {448: 100, 1792: 550}  # resnet18, wide_resnet50_2
 BACKBONE_CHANNELS = {"resnet18": 448, "wide_resnet50_2": 1792}
 EPSILON = 0.01
-IMAGES_PER_STEP = 16
+IMAGES_PER_STEP = 32
 
 
 def feature_count(total_channels: int, requested: int | None) -> int:
@@ -92,27 +94,49 @@ def channel_subset(total_channels: int, n_features: int, seed: int) -> np.ndarra
     return np.sort(chosen).astype(np.int64)
 
 
-def padim_embedding(features: FeatureSet, channels: np.ndarray) -> np.ndarray:
-    """layer1..layer3 -> ``[N, d, h, w]`` float32: the ``channels`` of their concatenation.
+def padim_samples(features: FeatureSet, channels: np.ndarray, rows: slice = slice(None)) -> np.ndarray:
+    """layer1..layer3 -> ``[r*w, d, N]`` float32, position-major: the ``channels`` of their
+    concatenation at ``rows`` of layer1's ``h x w`` grid (all ``h`` rows by default).
 
     layer2 and layer3 are resized (nearest) to layer1's grid. Each layer gives
-    only its share of ``channels``, so the full concatenation is never built.
+    only its share of ``channels``, and only the rows asked for, so neither the
+    full concatenation nor a full resized layer is ever built. Position-major
+    because every position's ``[d, N]`` samples are then one contiguous matrix
+    for BLAS; the transposition is done a few images at a time, on a temporary
+    small enough to stay in cache.
     """
     n, _, h, w = features[LAYERS[0]].shape
-    out = np.empty((n, len(channels), h, w), dtype=np.float32)
+    grid_rows = np.arange(h)[rows]
+    r = len(grid_rows)
+    out = np.empty((r * w, len(channels), n), dtype=np.float32)
     offset, filled = 0, 0
     for name in LAYERS:
         layer = features[name]
-        width = layer.shape[1]
+        width, layer_h, layer_w = layer.shape[1:]
         local = channels[(channels >= offset) & (channels < offset + width)] - offset
-        target = out[:, filled : filled + len(local)]
-        # A few images at a time, so the selected-and-resized temporary stays small.
-        for start in range(0, n, IMAGES_PER_STEP):
-            part = layer[start : start + IMAGES_PER_STEP, local]
-            target[start : start + IMAGES_PER_STEP] = resize_nearest(part, (h, w))
-        filled += len(local)
         offset += width
+        if r == 0 or len(local) == 0:
+            continue
+        source_rows = nearest_indices(layer_h, h)[grid_rows]
+        source_cols = nearest_indices(layer_w, w)
+        # Nearest indices rise with the row: the rows needed are one contiguous band.
+        band = slice(int(source_rows[0]), int(source_rows[-1]) + 1)
+        same_grid = (layer_h, layer_w) == (h, w)
+        target = out[:, filled : filled + len(local)]
+        for start in range(0, n, IMAGES_PER_STEP):
+            part = layer[start : start + IMAGES_PER_STEP, local, band]  # [i, c, band, layer_w]
+            if not same_grid:
+                part = part[:, :, (source_rows - band.start)[:, None], source_cols[None, :]]
+            target[:, :, start : start + IMAGES_PER_STEP] = part.reshape(len(part), len(local), r * w).T
+        filled += len(local)
     return out
+
+
+def padim_embedding(features: FeatureSet, channels: np.ndarray, rows: slice = slice(None)) -> np.ndarray:
+    """``padim_samples`` as ``[N, d, r, w]`` (a view): the embedding in the backbone's layout."""
+    n, _, _, w = features[LAYERS[0]].shape
+    samples = padim_samples(features, channels, rows)
+    return samples.T.reshape(n, len(channels), -1, w)
 
 
 def total_channels(features: FeatureSet) -> int:
@@ -223,11 +247,9 @@ class Padim(AnomalyMethod):
     def from_config(cls, options) -> "Padim":
         return cls(n_features=options.padim_features, seed=options.seed)
 
-    def _positions(self, features: FeatureSet) -> np.ndarray:
-        """``[N, h*w, d]`` view of the reduced embedding."""
-        emb = padim_embedding(features, self.channels_)
-        n, d, h, w = emb.shape
-        return emb.reshape(n, d, h * w).transpose(0, 2, 1)
+    def _positions(self, features: FeatureSet, rows: slice = slice(None)) -> np.ndarray:
+        """``[N, r*w, d]`` view (of position-major memory) of the reduced embedding at ``rows``."""
+        return padim_samples(features, self.channels_, rows).transpose(2, 0, 1)
 
     def fit(self, features: FeatureSet) -> "Padim":
         channels = total_channels(features)
@@ -235,10 +257,21 @@ class Padim(AnomalyMethod):
         self.channels_ = channel_subset(channels, d, self.seed)
         self.input_channels_ = channels
         self.grid_shape_ = tuple(features[LAYERS[0]].shape[-2:])
-        self.mean_, self.whitener_ = fit_gaussians(
-            self._positions(features), self.eps, budget_bytes=self.budget_bytes
-        )
+        self.mean_, self.whitener_ = self._gaussians(features, d)
         return self
+
+    def _gaussians(self, features: FeatureSet, d: int) -> tuple[np.ndarray, np.ndarray]:
+        """Mean ``[h*w, d]`` and whitener ``[h*w, d(d+1)/2]``, a few grid rows of the embedding at a
+        time: fit holds the packed factors and one block, never the whole ``[N, d, h, w]`` embedding."""
+        n, _, h, w = features[LAYERS[0]].shape
+        rows_per_block = max(1, self.budget_bytes // (4 * n * d * w))
+        mean = np.empty((h * w, d), dtype=np.float32)
+        whitener = np.empty((h * w, packed_size(d)), dtype=np.float32)
+        for top in range(0, h, rows_per_block):
+            x = self._positions(features, slice(top, top + rows_per_block))  # [N, r*w, d]
+            done = slice(top * w, top * w + x.shape[1])
+            mean[done], whitener[done] = fit_gaussians(x, self.eps, budget_bytes=self.budget_bytes)
+        return mean, whitener
 
     def predict(self, features: FeatureSet) -> Prediction:
         grid = tuple(features[LAYERS[0]].shape[-2:])

@@ -36,12 +36,27 @@ def reference(samples, eps):
     return x.mean(axis=0), np.cov(x, rowvar=False) + eps * np.eye(x.shape[1])
 
 
-def test_pack_and_unpack_follow_the_row_by_row_upper_triangle():
-    u = np.random.default_rng(0).normal(size=(3, 5, 5)).astype(np.float32)
+@pytest.mark.parametrize("d", [1, 2, 5, 6])
+def test_packing_keeps_each_triangle_entry_once(d):
+    u = np.triu(np.random.default_rng(d).normal(size=(3, d, d))).astype(np.float32)
     packed = pack_upper(u)
-    rows, cols = np.triu_indices(5)
-    np.testing.assert_array_equal(packed, u[:, rows, cols])
-    np.testing.assert_array_equal(unpack_upper(packed, 5), np.triu(u))
+    assert packed.shape == (3, d * (d + 1) // 2)
+    rows, cols = np.triu_indices(d)
+    # Every entry of the triangle, and nothing else, is stored: same multiset of values.
+    np.testing.assert_array_equal(np.sort(packed, axis=1), np.sort(u[:, rows, cols], axis=1))
+    np.testing.assert_array_equal(unpack_upper(packed, d), u)
+
+
+def test_packed_layout_is_the_documented_tile_and_corner():
+    u = np.triu(np.arange(1, 37, dtype=np.float32).reshape(1, 6, 6))
+    packed = pack_upper(u)[0]
+    tile, corner = packed[:12].reshape(4, 3), packed[12:].reshape(3, 3)
+    np.testing.assert_array_equal(np.triu(tile[:3]), u[0, :3, :3])
+    np.testing.assert_array_equal(np.tril(tile[1:]), u[0, 3:, 3:].T)
+    np.testing.assert_array_equal(corner, u[0, :3, 3:])
+
+
+def test_packed_dim():
     assert packed_dim(15) == 5 and packed_dim(1) == 1
     with pytest.raises(MethodError, match="packed triangle"):
         packed_dim(14)
@@ -67,13 +82,16 @@ def test_mean_covariance_and_cholesky_match_float64(budget):
 
 
 @pytest.mark.parametrize("kernels", ["numpy", "paddle"])
-def test_distances_match_scipy_mahalanobis(kernels):
-    x = post_relu_samples(30, 5, 8, seed=2)
-    test = np.random.default_rng(3).normal(0.5, 1.0, size=(4, 5, 8)).astype(np.float32)
+@pytest.mark.parametrize("d", [1, 7, 8])  # odd d: the blocks are not contiguous
+def test_distances_match_scipy_mahalanobis(kernels, d):
+    x = post_relu_samples(30, 5, d, seed=2)
+    test = np.random.default_rng(3).normal(0.5, 1.0, size=(4, 5, d)).astype(np.float32)
+    before = test.copy()
     mean, whitener = fit_gaussians(x, 0.01)
     with backend(kernels):
         got = whitened_distances(test, mean, whitener, budget_bytes=3000)  # a few positions per chunk
     assert got.shape == (4, 5) and got.dtype == np.float32
+    np.testing.assert_array_equal(test, before)  # the input is not whitened in place
     for p in range(5):
         mu, cov = reference(x[:, p], 0.01)
         inverse = np.linalg.inv(cov)
@@ -105,6 +123,7 @@ def test_covariance_error_is_the_largest_deviation_over_the_largest_variance():
     assert covariance_error(samples, off) == pytest.approx(1e-3 / np.diag(cov).max(), rel=1e-6)
 
 
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
 def test_non_finite_features_fail_the_float64_check():
     x = post_relu_samples(10, 4, 5, seed=7)
     x[3, 0, 2] = np.inf

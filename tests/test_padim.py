@@ -186,3 +186,18 @@ def test_a_model_without_gaussians_says_to_fit():
     del model.whitener_
     with pytest.raises(MethodError, match="fit it"):
         model.predict(random_features(2, 1))
+
+
+@pytest.mark.parametrize("rows", [slice(0, 1), slice(3, 6), slice(7, 8), slice(5, 5)])
+def test_embedding_of_some_rows_is_those_rows_of_the_whole(rows):
+    f = random_features(3, 7)
+    channels = np.array([1, 3, 4, 9, 10, 17])
+    np.testing.assert_array_equal(padim_embedding(f, channels, rows), padim_embedding(f, channels)[:, :, rows])
+
+
+def test_fit_in_blocks_of_rows_equals_fit_in_one():
+    train = random_features(12, 13)
+    one = Padim(n_features=7, seed=4).fit(train)
+    rows = Padim(n_features=7, seed=4, budget_bytes=4 * 12 * 7 * 8 * 3).fit(train)  # 3 grid rows a block
+    np.testing.assert_array_equal(rows.mean_, one.mean_)
+    np.testing.assert_allclose(rows.whitener_, one.whitener_, rtol=1e-6, atol=1e-6)
