@@ -56,7 +56,6 @@ CALL_FLOPS = 1.5e6
 GATHER_BELOW = 0.5
 # float64 rounding of the bounds themselves (they are computed from float32 inputs).
 BOUND_ROUNDING = 1e-12
-FIRST_PASS = True
 # float32 rounding of the few operations that form the pruning threshold (each ~6e-8 relative).
 THRESHOLD_ROUNDING = 1e-5
 
@@ -185,7 +184,7 @@ def nearest_in_clusters(
     bounds = np.searchsorted(first[by_first], np.arange(len(radii) + 1))
     # Small products: a second BLAS thread costs more in hand-offs than it saves (50 us against ms).
     with threadpool_limits(limits=1, user_api="blas"):
-        for j in np.flatnonzero(np.diff(bounds)) if FIRST_PASS else []:
+        for j in np.flatnonzero(np.diff(bounds)):
             search.meet(by_first[bounds[j] : bounds[j + 1]], starts[j], stops[j], sizes[j])
 
     # Cluster j stays open for q unless v - e_q > (u_q + r_j)^2 (module docstring); inputs rounded up,

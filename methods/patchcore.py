@@ -5,7 +5,10 @@
    resized bilinearly to layer2's grid, the two concatenated per position.
 2. Memory bank: a greedy k-center coreset of all training patch features,
    ``coreset_ratio`` of them, selected on a seeded random projection.
-3. Patch score: distance of each test patch to its nearest bank entry.
+3. Patch score: distance of each test patch to its nearest bank entry. On the
+   NumPy path the bank is clustered at fit and searched exactly with bounds
+   (``methods.bank_index``): the same nearest entries as brute force, most
+   distances never computed.
 4. Image score (Eq. 7): the largest patch score s*, re-weighted by how isolated
    its nearest bank entry m* is: ``s = (1 - softmax(d)[0]) * s*`` where ``d``
    holds the distances from that test patch to m* and to m*'s other b-1
@@ -23,11 +26,18 @@ from scipy.ndimage import uniform_filter
 from scipy.special import softmax  # subtracts the largest entry first: cannot overflow
 
 from bench import hookimpl
-from methods.base import AnomalyMethod, FeatureSet, Prediction
+from methods.backend import use_paddle
+from methods.bank_clusters import ClusteredBank, cluster_bank
+from methods.bank_index import nearest_in_clusters
+from methods.base import AnomalyMethod, FeatureSet, MethodError, Prediction
 from methods.coreset import greedy_coreset
 from methods.maps import anomaly_map, resize_bilinear
 from methods.nearest import nearest_neighbors
 from methods.options import float_range, positive_int
+
+SEARCHES = ("auto", "pruned", "brute")
+# Below this many bank rows brute force is about as fast as anything: "auto" does not cluster.
+PRUNE_MIN_ROWS = 4096
 
 
 def local_average(x: np.ndarray) -> np.ndarray:
@@ -85,11 +95,17 @@ class PatchCore(AnomalyMethod):
         num_neighbors: int = 9,
         projection_dim: int = 128,
         seed: int = 0,
+        search: str = "auto",
     ):
         self.coreset_ratio = coreset_ratio
         self.num_neighbors = num_neighbors
         self.projection_dim = projection_dim
         self.seed = seed
+        # "pruned": clustered exact search on the NumPy path; "brute": plain GEMM search;
+        # "auto": pruned for banks of PRUNE_MIN_ROWS rows or more. Every choice gives the same scores.
+        if search not in SEARCHES:
+            raise MethodError(f"PatchCore's search must be one of {', '.join(SEARCHES)}, got {search!r}")
+        self.search = search
 
     @classmethod
     def from_config(cls, options) -> "PatchCore":
@@ -110,13 +126,39 @@ class PatchCore(AnomalyMethod):
                 patches, n_select, projection_dim=self.projection_dim, seed=self.seed
             )
             self.memory_bank_ = patches[chosen]
+        if self.prunes():
+            self.clustered_bank()  # built here, so that fit pays for it
         return self
+
+    def prunes(self) -> bool:
+        """Whether predict searches the bank through its clusters (NumPy path only)."""
+        if self.search == "brute" or use_paddle():
+            return False
+        return self.search == "pruned" or len(self.memory_bank_) >= PRUNE_MIN_ROWS
+
+    def clustered_bank(self) -> ClusteredBank:
+        """The memory bank clustered for pruned search: built once per bank, kept privately (it is
+        derived from ``memory_bank_``, so saved models need not hold it; a loaded model builds it here)."""
+        cached = getattr(self, "_clustered", None)
+        if cached is None or cached[0] is not self.memory_bank_:
+            cached = (self.memory_bank_, cluster_bank(self.memory_bank_, seed=self.seed))
+            self._clustered = cached
+        return cached[1]
+
+    def nearest_patches(self, patches: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``[M, D]`` -> distance ``[M]`` to and index ``[M]`` of each patch's nearest bank row."""
+        if self.prunes():
+            bank = self.clustered_bank()
+            found = nearest_in_clusters(patches, bank)
+            return found.distances, bank.source[found.rows]
+        dist, idx = nearest_neighbors(patches, self.memory_bank_, k=1)
+        return dist[:, 0], idx[:, 0]
 
     def predict(self, features: FeatureSet) -> Prediction:
         patches = patch_embedding(features)
         n, h, w, d = patches.shape
         patches = patches.reshape(n, h * w, d)
-        dist, idx = nearest_neighbors(patches.reshape(-1, d), self.memory_bank_, k=1)
+        dist, idx = self.nearest_patches(patches.reshape(-1, d))
         patch_scores = dist.reshape(n, h * w)
         scores = reweighted_image_scores(
             patches, patch_scores, idx.reshape(n, h * w), self.memory_bank_, self.num_neighbors

@@ -19,9 +19,11 @@ Correspondences", 2020).
    size, the levels are averaged, and the result is smoothed with a Gaussian of
    sigma 4. The image score stays the one of step 2.
 
-The nearest-neighbour searches go through ``methods.nearest.nearest_neighbors``
-(chunked, so memory stays bounded whatever the gallery size), in NumPy or, on a
-GPU, in Paddle (see ``methods.backend``).
+The image search goes through ``methods.nearest.nearest_neighbors``. The pixel
+search, on the NumPy path, clusters each level's training positions once at fit
+and searches each gallery as a subset of them, exactly, computing few of the
+distances (``methods.spade_gallery``); on a GPU it is brute force in Paddle
+(see ``methods.backend``). Both give the same maps.
 """
 
 from __future__ import annotations
@@ -41,10 +43,16 @@ from methods.nearest import (
     nearest_neighbors_paddle,
 )
 from methods.options import positive_int
+from methods.spade_gallery import GalleryIndex, gallery_index, gallery_nearest
 
 PYRAMID = ("layer1", "layer2", "layer3")
 POOLED = "avgpool"
 SIGMA = 4.0
+SEARCHES = ("auto", "pruned", "brute")
+# Galleries below this many rows are searched by brute force under "auto": nothing to gain.
+PRUNE_MIN_ROWS = 4096
+# The clustering's seed: it changes which distances are computed, never a result.
+INDEX_SEED = 0
 
 
 def positions_last(layer: np.ndarray) -> np.ndarray:
@@ -96,15 +104,30 @@ def gallery_distances(train: np.ndarray, test: np.ndarray, neighbors: np.ndarray
     return out.reshape(n, ht, wt)
 
 
+def pruned_gallery_distances(index: GalleryIndex, test: np.ndarray, neighbors: np.ndarray,
+                             budget_bytes: int = DEFAULT_BUDGET_BYTES) -> np.ndarray:
+    """``gallery_distances`` through the clustered index: the same ``[N, h', w']``, few distances computed."""
+    n, _, ht, wt = test.shape
+    out = np.empty((n, ht * wt), dtype=np.float32)
+    for i in range(n):
+        out[i] = gallery_nearest(index, queries(test[i]), neighbors[i], budget_bytes).distances
+    return out.reshape(n, ht, wt)
+
+
 class Spade(AnomalyMethod):
     """kNN over pooled features for images; per-pixel nearest match in the K nearest images' pyramids."""
 
     name = "spade"
     layers = PYRAMID + (POOLED,)
 
-    def __init__(self, top_k: int = 50, budget_bytes: int = DEFAULT_BUDGET_BYTES):
+    def __init__(self, top_k: int = 50, budget_bytes: int = DEFAULT_BUDGET_BYTES, search: str = "auto"):
         self.top_k = top_k
         self.budget_bytes = budget_bytes
+        # "pruned": clustered exact pixel search on the NumPy path; "brute": plain GEMM search;
+        # "auto": pruned for galleries of PRUNE_MIN_ROWS rows or more. Every choice gives the same maps.
+        if search not in SEARCHES:
+            raise MethodError(f"SPADE's search must be one of {', '.join(SEARCHES)}, got {search!r}")
+        self.search = search
 
     @classmethod
     def from_config(cls, options) -> "Spade":
@@ -116,7 +139,28 @@ class Spade(AnomalyMethod):
         self.train_pooled_ = np.ascontiguousarray(features[POOLED], dtype=np.float32)
         for name in PYRAMID:
             setattr(self, f"train_{name}_", positions_last(features[name]))
+            if self.prunes(name):
+                self.gallery_index(name)  # built here, so that fit pays for it
         return self
+
+    def prunes(self, name: str) -> bool:
+        """Whether level ``name``'s pixel search goes through the clustered index (NumPy path only)."""
+        if self.search == "brute" or use_paddle():
+            return False
+        train = getattr(self, f"train_{name}_")
+        gallery_rows = min(self.top_k, len(train)) * train.shape[1] * train.shape[2]
+        return self.search == "pruned" or gallery_rows >= PRUNE_MIN_ROWS
+
+    def gallery_index(self, name: str) -> GalleryIndex:
+        """Level ``name``'s training positions clustered, built once per training array and kept
+        privately (derived from ``train_<name>_``: saved models need not hold it)."""
+        train = getattr(self, f"train_{name}_")
+        cache = self.__dict__.setdefault("_gallery_index", {})
+        cached = cache.get(name)
+        if cached is None or cached[0] is not train:
+            n, h, w, c = train.shape
+            cached = cache[name] = (train, gallery_index(train.reshape(n, h * w, c), seed=INDEX_SEED))
+        return cached[1]
 
     def neighbors(self, pooled: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Distances ``[N, K]`` and indices ``[N, K]`` of the K nearest training images (K capped)."""
@@ -136,7 +180,10 @@ class Spade(AnomalyMethod):
                     f"SPADE was fitted on {train.shape[-1]} {name} channels but got {test.shape[1]}; "
                     "fit and predict with the same backbone"
                 )
-            grid = gallery_distances(train, test, neighbors, self.budget_bytes)
+            if self.prunes(name):
+                grid = pruned_gallery_distances(self.gallery_index(name), test, neighbors, self.budget_bytes)
+            else:
+                grid = gallery_distances(train, test, neighbors, self.budget_bytes)
             maps += resize_bilinear(grid, features.image_size)
         maps /= len(PYRAMID)
         return Prediction(scores=scores, maps=smooth(maps, SIGMA))

@@ -141,3 +141,53 @@ def test_a_bad_value_is_reported_under_the_spelling_typed(flag, capsys):
         parse([flag, "0"])
     assert exit_info.value.code == 2
     assert f"error: argument {flag}: must be a number > 0 and <= 1, got 0" in capsys.readouterr().err
+
+
+def structured_features(n, seed, category=0):
+    """Spatially structured layer2/layer3 maps (what the pruned search's bounds work on)."""
+    from bench.profile_inputs import structured_feature_maps
+
+    return FeatureSet(
+        {
+            "layer2": structured_feature_maps(n, 12, 8, seed, category=category),
+            "layer3": structured_feature_maps(n, 20, 4, seed, category=category),
+        },
+        image_size=(32, 32),
+    )
+
+
+@pytest.mark.parametrize("make", [random_features, structured_features])
+@pytest.mark.parametrize("ratio", [0.3, 1.0])
+def test_pruned_search_predicts_what_brute_force_does(make, ratio, monkeypatch):
+    import methods.bank_index as bank_index
+
+    # Prune at any cost: at this toy size the per-call overhead alone would choose the dense fallback.
+    monkeypatch.setattr(bank_index, "CALL_FLOPS", 0.0)
+    monkeypatch.setattr(bank_index, "DENSE_FRACTION", 1.0)
+    train, test = make(12, 1), make(3, 2)
+    pruned = PatchCore(coreset_ratio=ratio, seed=0, search="pruned").fit(train)
+    brute = PatchCore(coreset_ratio=ratio, seed=0, search="brute").fit(train)
+    np.testing.assert_array_equal(pruned.memory_bank_, brute.memory_bank_)
+    assert pruned.prunes() and not brute.prunes()
+    a, b = pruned.predict(test), brute.predict(test)
+    np.testing.assert_allclose(a.scores, b.scores, rtol=1e-6)
+    np.testing.assert_allclose(a.maps, b.maps, rtol=1e-6, atol=1e-7)
+    # And both against brute force written here.
+    patches = patch_embedding(test).reshape(3, 64, -1)
+    ref_scores, ref_grids = brute_scores(patches, pruned.memory_bank_.astype(np.float64), 9)
+    np.testing.assert_allclose(a.scores, ref_scores, rtol=1e-4)
+    assert pruned.model_size_bytes() == pruned.memory_bank_.nbytes  # the clusters are not fitted state
+
+
+def test_search_choice_is_checked_and_auto_prunes_large_banks_only():
+    from methods import patchcore as patchcore_module
+    from methods.backend import backend
+
+    with pytest.raises(Exception, match="search must be one of"):
+        PatchCore(search="fast")
+    model = PatchCore(coreset_ratio=1.0).fit(random_features(1, 3))
+    assert not model.prunes()  # 64 rows
+    model.memory_bank_ = np.zeros((patchcore_module.PRUNE_MIN_ROWS, 16), np.float32)
+    assert model.prunes()
+    with backend("paddle"):
+        assert not model.prunes()  # the device path stays brute force

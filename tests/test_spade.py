@@ -115,3 +115,45 @@ def test_flag_reaches_the_method_and_the_method_is_registered():
     assert Spade.from_config(parse([])[0]).top_k == 50
     with pytest.raises(SystemExit):
         parse(["--spade-top-k", "0"])
+
+
+def structured(n, seed):
+    """Spatially structured pyramid maps and pooled vectors (what the pruned search's bounds work on)."""
+    from bench.profile_inputs import Sizes, structured_features
+
+    return structured_features(n, Sizes(image_size=32), ("layer1", "layer2", "layer3", "avgpool"), seed)
+
+
+@pytest.mark.parametrize("make", [random_features, structured])
+@pytest.mark.parametrize("k", [3, 9])  # 9 of 9: every training image, no row mask
+def test_pruned_pixel_search_gives_the_brute_force_maps(make, k, monkeypatch):
+    import methods.bank_index as bank_index
+
+    # Prune at any cost: at this toy size the per-call overhead alone would choose the dense fallback.
+    monkeypatch.setattr(bank_index, "CALL_FLOPS", 0.0)
+    monkeypatch.setattr(bank_index, "DENSE_FRACTION", 1.0)
+    train, test = make(9, 1), make(3, 2)
+    pruned = Spade(top_k=k, search="pruned").fit(train)
+    brute = Spade(top_k=k, search="brute").fit(train)
+    assert all(pruned.prunes(name) and not brute.prunes(name) for name in ("layer1", "layer2", "layer3"))
+    a, b = pruned.predict(test), brute.predict(test)
+    np.testing.assert_allclose(a.scores, b.scores, rtol=1e-6)
+    np.testing.assert_allclose(a.maps, b.maps, rtol=1e-6, atol=1e-6)
+    if make is random_features:
+        np.testing.assert_allclose(a.maps, brute_spade(train, test, k)[1], rtol=1e-4, atol=1e-4)
+    # The clusters are derived state, not saved: the fitted arrays are the training features only.
+    expected = sum(train[name].nbytes for name in ("layer1", "layer2", "layer3", "avgpool"))
+    assert pruned.model_size_bytes() == expected
+
+
+def test_search_choice_is_checked_and_auto_prunes_large_galleries_only():
+    from methods import spade as spade_module
+
+    with pytest.raises(Exception, match="search must be one of"):
+        Spade(search="fast")
+    model = Spade(top_k=3).fit(random_features(5, 3))
+    assert not model.prunes("layer1")  # 3 x 64 rows
+    model.train_layer1_ = np.zeros((1, spade_module.PRUNE_MIN_ROWS, 1, 4), np.float32)
+    assert model.prunes("layer1") and not model.prunes("layer2")
+    with backend("paddle"):
+        assert not model.prunes("layer1")  # the device path stays brute force
