@@ -16,22 +16,35 @@ Feature shapes for an ``[N, 3, H, W]`` input (every stride-2 step maps a size
                     else is requested (so a method's inputs never depend on
                     which other methods share the extraction)
 
+Saved inference models persist in ``<cache root>/models`` (``datasets.cache_root``),
+one folder per (backbone, weights, layers, image size, trunk version, Paddle
+version): a later process loads the predictor from there without building the
+eager network, loading weights or tracing. A saved model that Paddle cannot
+load is reported, deleted and traced again.
+
+Paddle itself is imported only when something needs it (building, loading or
+running a model, downloading weights, counting GPUs of a CUDA build): a run
+whose features all come from the feature cache never imports it.
+
 Call ``bench.threads.configure_cpu_env()`` before anything imports paddle; this
-module does it itself when it is the first to import paddle.
+module does it itself when it is imported first.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import glob
+import json
 import os
 import shutil
 import socket
 import sys
 import tempfile
+import time
 import urllib.parse
 import urllib.request
 import warnings
-import weakref
 from typing import Callable, Iterable
 
 import numpy as np
@@ -40,19 +53,34 @@ from bench.errors import PatchbenchError
 from bench.filehash import file_sha256
 from bench.log import logger
 from bench.model_weights import file_weights_id, random_weights_id
+from bench.paddle_build import compiled_with_cuda
 from bench.quiet_stderr import drop_lines
 from bench.threads import configure_cpu_env, cpu_count
-from datasets.cache_root import configured_cache_root
+from datasets.cache_root import cache_root
 
 if "paddle" not in sys.modules:
     configure_cpu_env()
 
-# Paddle warns at import that ccache (for compiling C++ extensions, which we never do) is missing,
-# and that OMP_NUM_THREADS is not 1, which configure_cpu_env chose on purpose.
-with warnings.catch_warnings(), drop_lines("OMP_NUM_THREADS set to", "PLEASE USE OMP_NUM_THREADS WISELY"):
-    warnings.filterwarnings("ignore", message="No ccache found")
-    import paddle  # noqa: E402  (after configure_cpu_env on purpose)
-    import paddle.inference  # noqa: E402
+_import_seconds = 0.0
+
+
+def _paddle():
+    """The ``paddle`` module, imported (quietly, after ``configure_cpu_env``) on first use."""
+    global _import_seconds
+    if "paddle.inference" not in sys.modules:
+        started = time.perf_counter()
+        # Paddle warns at import that ccache (for compiling C++ extensions, which we never do) is
+        # missing, and that OMP_NUM_THREADS is not 1, which configure_cpu_env chose on purpose.
+        with warnings.catch_warnings(), drop_lines("OMP_NUM_THREADS set to", "PLEASE USE OMP_NUM_THREADS WISELY"):
+            warnings.filterwarnings("ignore", message="No ccache found")
+            import paddle.inference  # noqa: F401
+        _import_seconds = time.perf_counter() - started
+    return sys.modules["paddle"]
+
+
+def paddle_import_seconds() -> float:
+    """How long this module's import of Paddle took (0.0 if it never imported it): start-up, not work."""
+    return _import_seconds
 
 # Printed by Paddle's C++ while tracing any model; it concerns an op argument the trunk never uses.
 TRACING_NOISE = "Paddle static graph(PIR) not support input out tensor"
@@ -82,31 +110,38 @@ def feature_shape(name: str, layer: str, image_size: tuple[int, int]) -> tuple[i
     return (channels, h, w)
 
 
-class _Trunk(paddle.nn.Layer):
-    """ResNet stem and stages up to the deepest of ``layers`` (canonical order; avgpool needs layer4).
+@functools.lru_cache(maxsize=1)
+def _trunk_class():
+    """The trunk Layer class; defined on first use, since subclassing needs Paddle imported."""
+    paddle = _paddle()
 
-    ``forward(x [N, 3, H, W])`` returns a tuple with one tensor per layer, in order.
-    """
+    class _Trunk(paddle.nn.Layer):
+        """ResNet stem and stages up to the deepest of ``layers`` (canonical order; avgpool needs layer4).
 
-    def __init__(self, net: paddle.nn.Layer, layers: tuple[str, ...]):
-        super().__init__()
-        self.layers = layers
-        deepest = max(STAGES.index("layer4" if layer == "avgpool" else layer) for layer in layers)
-        self.stem = paddle.nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
-        self.stages = paddle.nn.LayerList([getattr(net, s) for s in STAGES[: deepest + 1]])
+        ``forward(x [N, 3, H, W])`` returns a tuple with one tensor per layer, in order.
+        """
 
-    def forward(self, x):
-        x = self.stem(x)
-        outputs = []
-        for name, stage in zip(STAGES, self.stages):
-            x = stage(x)
-            if name in self.layers:
-                outputs.append(x)
-        if "avgpool" in self.layers:
-            # adaptive_avg_pool2d, not mean(): same numbers, but Paddle's oneDNN
-            # reduce_mean check prints a stray line to stdout.
-            outputs.append(paddle.nn.functional.adaptive_avg_pool2d(x, 1).flatten(1))
-        return tuple(outputs)
+        def __init__(self, net, layers: tuple[str, ...]):
+            super().__init__()
+            self.layers = layers
+            deepest = max(STAGES.index("layer4" if layer == "avgpool" else layer) for layer in layers)
+            self.stem = paddle.nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
+            self.stages = paddle.nn.LayerList([getattr(net, s) for s in STAGES[: deepest + 1]])
+
+        def forward(self, x):
+            x = self.stem(x)
+            outputs = []
+            for name, stage in zip(STAGES, self.stages):
+                x = stage(x)
+                if name in self.layers:
+                    outputs.append(x)
+            if "avgpool" in self.layers:
+                # adaptive_avg_pool2d, not mean(): same numbers, but Paddle's oneDNN
+                # reduce_mean check prints a stray line to stdout.
+                outputs.append(paddle.nn.functional.adaptive_avg_pool2d(x, 1).flatten(1))
+            return tuple(outputs)
+
+    return _Trunk
 
 
 class Backbone:
@@ -119,8 +154,8 @@ class Backbone:
             or the path of a local ``.pdparams`` state dict.
         seed: seeds the random initialisation (same seed, same weights, on any device).
         device: ``"auto"`` (GPU if Paddle has CUDA and one is present), ``"cpu"``, ``"gpu"``.
-        cache_dir: where traced models are saved; default ``$PATCHBENCH_CACHE/models``,
-            or a temporary directory removed with this object when that is unset.
+        cache_dir: where traced models are saved and found again; default
+            ``<cache root>/models`` (``$PATCHBENCH_CACHE/models``, else ``~/.cache/patchbench/models``).
 
     Attributes:
         weights_used: ``"imagenet"``, ``"random"`` or ``"file:<file name>"``.
@@ -145,12 +180,19 @@ class Backbone:
         self.seed = int(seed)
         self.device = _resolve_device(device)
         self._weights_file: str | None = None
-        self._net: paddle.nn.Layer | None = None
+        self._imagenet_checked = False  # Paddle's download has verified the file (md5)
+        self._net = None
         self._predictors: dict = {}
+        self.cache_dir = os.fspath(cache_dir if cache_dir is not None else cache_root() / "models")
 
         if weights == "imagenet":
             try:
-                self._weights_file = _imagenet_file(name)
+                # Already in Paddle's weights cache: known without importing Paddle; its md5 is
+                # checked by Paddle's download when the network is built (_build_net).
+                self._weights_file = _cached_imagenet_file(name)
+                if self._weights_file is None:
+                    self._weights_file = _imagenet_file(name)
+                    self._imagenet_checked = True
                 self.weights_used, self.weights_id = "imagenet", "imagenet"
             except Exception as error:  # no network, proxy, HTTP error, bad md5 ...
                 _warn_random_fallback(name, self.seed, error)
@@ -167,14 +209,10 @@ class Backbone:
             self._weights_file = path
             self.weights_used = f"file:{os.path.basename(path)}"
             self.weights_id = file_weights_id(file_sha256(path))
-            self._net = self._build_net()  # load now: a bad file fails before any data is read
-
-        if cache_dir is None and (cache := configured_cache_root()) is not None:
-            cache_dir = cache / "models"
-        if cache_dir is None:
-            cache_dir = tempfile.mkdtemp(prefix="patchbench-models-")
-            weakref.finalize(self, shutil.rmtree, cache_dir, True)
-        self.cache_dir = os.fspath(cache_dir)
+            if not self._has_saved_models():
+                # Load now: a bad file fails before any data is read. A model saved from a file with
+                # this SHA-256 proves these very bytes loaded before, so then nothing is loaded at all.
+                self._net = self._build_net()
 
     def extract(
         self,
@@ -216,25 +254,42 @@ class Backbone:
                 progress(start + len(batch), n)
         return result
 
-    def trunk(self, layers: Iterable[str]) -> paddle.nn.Layer:
-        """The eager Paddle trunk in eval mode: ``forward(x)`` returns one tensor per
-        layer, in canonical order (layer1..layer4, avgpool). Reference for tests."""
-        return _Trunk(self._model(), _canonical_layers(layers))
+    def trunk(self, layers: Iterable[str]):
+        """The eager Paddle trunk (a ``paddle.nn.Layer``) in eval mode: ``forward(x)`` returns one
+        tensor per layer, in canonical order (layer1..layer4, avgpool). Reference for tests."""
+        return _trunk_class()(self._model(), _canonical_layers(layers))
 
     # -- internals -----------------------------------------------------------
 
-    def _model(self) -> paddle.nn.Layer:
+    def _model(self):
         if self._net is None:
             self._net = self._build_net()
         return self._net
 
-    def _build_net(self) -> paddle.nn.Layer:
+    def _build_net(self):
+        paddle = _paddle()
+        if self.weights_id == "imagenet" and not self._imagenet_checked:
+            try:
+                self._weights_file = _imagenet_file(self.name)
+            except Exception as error:  # noqa: BLE001 - the cached file failed Paddle's md5 and cannot be had again
+                raise PatchbenchError(
+                    f"ImageNet weights for {self.name} in Paddle's cache fail its check and cannot be "
+                    f"downloaded again ({error}); delete {self._weights_file} or pass --weights PATH"
+                ) from error
+            self._imagenet_checked = True
         with _on_cpu(self.seed):
             net = getattr(paddle.vision.models, self.name)(num_classes=-1)  # no fc
         if self._weights_file is not None:
             _load_weights(net, self._weights_file, self.name)
         net.eval()  # BatchNorm uses its running statistics
         return net
+
+    def _model_prefix(self) -> str:
+        """Start of this backbone's saved-model folder names: ``<name>_<weights id>_``."""
+        return f"{self.name}_{self.weights_id}_"
+
+    def _has_saved_models(self) -> bool:
+        return bool(glob.glob(os.path.join(glob.escape(self.cache_dir), glob.escape(self._model_prefix()) + "*")))
 
     def _predictor(self, layers: tuple[str, ...], height: int, width: int):
         key = (layers, height, width)
@@ -244,7 +299,21 @@ class Backbone:
         return self._predictors[key]
 
     def _create_predictor(self, layers: tuple[str, ...], height: int, width: int):
-        prefix = self._saved_model(layers, height, width)
+        folder = self._saved_model(layers, height, width)
+        try:
+            return self._load_predictor(folder)
+        except Exception as error:  # noqa: BLE001 - whatever Paddle raises for a damaged file
+            logger.warning("warning: saved inference model %s cannot be loaded (%s); tracing it again",
+                           folder, " ".join(str(error).split())[:300] or type(error).__name__)
+            _remove_model(folder)
+            return self._load_predictor(self._saved_model(layers, height, width))
+
+    def _load_predictor(self, folder: str):
+        paddle = _paddle()
+        problem = saved_model_problem(folder)
+        if problem:
+            raise ValueError(problem)  # before Paddle sees it: a missing file can abort its C++
+        prefix = os.path.join(folder, "model")
         model_file = prefix + (".json" if os.path.exists(prefix + ".json") else ".pdmodel")
         config = paddle.inference.Config(model_file, prefix + ".pdiparams")
         if self.device == "gpu":
@@ -257,12 +326,14 @@ class Backbone:
         return paddle.inference.create_predictor(config)
 
     def _saved_model(self, layers: tuple[str, ...], height: int, width: int) -> str:
-        """Path prefix of the traced trunk, saving it first if it is not cached.
+        """Folder of the traced trunk, tracing and saving it first if it is not cached.
 
-        Saved into a temporary sibling directory then renamed, so a directory
-        under its final name is always complete, even with concurrent runs.
+        Saved into a temporary sibling directory, its file sizes recorded last,
+        then renamed, so a directory under its final name is complete, even with
+        concurrent runs; ``saved_model_problem`` tells a damaged one.
         """
-        key = (f"{self.name}_{self.weights_id}_{'-'.join(layers)}_{height}x{width}"
+        paddle = _paddle()
+        key = (f"{self._model_prefix()}{'-'.join(layers)}_{height}x{width}"
                f"_trunk{TRUNK_VERSION}_paddle{paddle.__version__}")
         final = os.path.join(self.cache_dir, key)
         if not os.path.isdir(final):
@@ -273,11 +344,52 @@ class Backbone:
                     spec = paddle.static.InputSpec([None, 3, height, width], "float32", "images")
                     static = paddle.jit.to_static(self.trunk(layers), input_spec=[spec], full_graph=True)
                     paddle.jit.save(static, os.path.join(staging, "model"))
+                _write_sizes(staging)
                 with contextlib.suppress(OSError):  # lost a race: the winner's copy is identical
                     os.rename(staging, final)
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
-        return os.path.join(final, "model")
+        return final
+
+
+SIZES = "sizes.json"
+
+
+def _write_sizes(folder: str) -> None:
+    """Record every file's size in ``folder/sizes.json``: a later truncation is then caught before Paddle."""
+    sizes = {name: os.path.getsize(os.path.join(folder, name)) for name in sorted(os.listdir(folder))}
+    with open(os.path.join(folder, SIZES), "w", encoding="utf-8") as f:
+        json.dump(sizes, f)
+
+
+def saved_model_problem(folder: str) -> str | None:
+    """Why the saved model in ``folder`` cannot be complete, or None if its files are all there."""
+    try:
+        with open(os.path.join(folder, SIZES), encoding="utf-8") as f:
+            sizes = json.load(f)
+        if not isinstance(sizes, dict) or not sizes:
+            return f"{SIZES} is empty or not a mapping"
+    except (OSError, ValueError) as error:
+        return f"{SIZES} missing or unreadable ({error})"
+    if "model.pdiparams" not in sizes or not ({"model.json", "model.pdmodel"} & set(sizes)):
+        return f"{SIZES} names no model and parameters file"
+    for name, size in sizes.items():
+        path = os.path.join(folder, name)
+        if not os.path.isfile(path):
+            return f"{name} is missing"
+        if os.path.getsize(path) != size:
+            return f"{name} has {os.path.getsize(path)} bytes, not {size}"
+    return None
+
+
+def _remove_model(folder: str) -> None:
+    """Take a damaged saved model away: renamed first (atomic), so no other process loads it half-deleted."""
+    doomed = f"{folder}.damaged-{os.getpid()}"
+    try:
+        os.rename(folder, doomed)
+    except OSError:
+        return  # another process got there first
+    shutil.rmtree(doomed, ignore_errors=True)
 
 
 def _canonical_layers(layers: Iterable[str]) -> tuple[str, ...]:
@@ -290,17 +402,21 @@ def _canonical_layers(layers: Iterable[str]) -> tuple[str, ...]:
 
 
 def _resolve_device(device: str) -> str:
-    has_gpu = paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0
+    if device not in ("auto", "cpu", "gpu"):
+        raise PatchbenchError(f"unknown device {device!r}; choose auto, cpu or gpu")
+    if device == "cpu":
+        return device
+    cuda = compiled_with_cuda()
+    if cuda is None:  # the build flags did not say: ask Paddle itself
+        cuda = bool(_paddle().device.is_compiled_with_cuda())
+    has_gpu = cuda and _paddle().device.cuda.device_count() > 0
     if device == "auto":
         return "gpu" if has_gpu else "cpu"
-    if device == "gpu" and not has_gpu:
+    if not has_gpu:
         raise PatchbenchError(
             "--device gpu, but this Paddle has no usable GPU "
-            f"(compiled with CUDA: {paddle.device.is_compiled_with_cuda()}); "
-            "install paddlepaddle-gpu or use --device cpu"
+            f"(compiled with CUDA: {cuda}); install paddlepaddle-gpu or use --device cpu"
         )
-    if device not in ("cpu", "gpu"):
-        raise PatchbenchError(f"unknown device {device!r}; choose auto, cpu or gpu")
     return device
 
 
@@ -311,6 +427,7 @@ def _on_cpu(seed: int | None = None):
     CPU: a seed then means the same weights on every machine. Restoring: building
     the model (or not, on a cache hit) never shifts the random stream other code sees.
     """
+    paddle = _paddle()
     device = paddle.device.get_device()
     cpu_state, cuda_state = paddle.get_rng_state("cpu"), paddle.get_cuda_rng_state()
     paddle.device.set_device("cpu")
@@ -326,12 +443,24 @@ def _on_cpu(seed: int | None = None):
         paddle.device.set_device(device)
 
 
+def _cached_imagenet_file(name: str) -> str | None:
+    """``<Paddle's weights cache>/<name>.pdparams`` if it is there (Paddle names the files so), else None.
+
+    Paddle's own ``WEIGHTS_HOME`` when it is imported (tests point it elsewhere), else its default.
+    """
+    download = sys.modules.get("paddle.utils.download")
+    home = getattr(download, "WEIGHTS_HOME", None) or os.path.expanduser("~/.cache/paddle/hapi/weights")
+    path = os.path.join(home, f"{name}.pdparams")
+    return path if os.path.isfile(path) else None
+
+
 def _imagenet_file(name: str) -> str:
     """Local path of Paddle's ImageNet ``.pdparams`` for ``name``, downloaded if needed.
 
     Paddle's downloader has no timeout and retries; when the file is not cached we
     first check, in a few seconds, that the host (or the https proxy) answers.
     """
+    _paddle()
     from paddle.utils import download
     from paddle.vision.models.resnet import model_urls
 
@@ -347,6 +476,7 @@ def _imagenet_file(name: str) -> str:
 
 
 def _warn_random_fallback(name: str, seed: int, error: Exception) -> None:
+    _paddle()
     from paddle.utils import download
     from paddle.vision.models.resnet import model_urls
 
@@ -359,8 +489,9 @@ def _warn_random_fallback(name: str, seed: int, error: Exception) -> None:
     )
 
 
-def _load_weights(net: paddle.nn.Layer, path: str, name: str) -> None:
-    """Load a ``.pdparams`` state dict into ``net``; extra keys (fc.*) are ignored."""
+def _load_weights(net, path: str, name: str) -> None:
+    """Load a ``.pdparams`` state dict into ``net`` (a ``paddle.nn.Layer``); extra keys (fc.*) are ignored."""
+    paddle = _paddle()
     hint = f"pass --weights a state dict of paddle.vision.models.{name} saved with paddle.save"
     try:
         state = paddle.load(path)
