@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 
 # Rows per k-means sample point: centres only need to find the bank's modes.
-SAMPLE_PER_CLUSTER = 48
-KMEANS_STEPS = 8
+SAMPLE_PER_CLUSTER = 32
+KMEANS_STEPS = 6
 CHUNK_ROWS = 8192
 # Radii are computed in float64 from exactly representable values; this covers its rounding.
 RADIUS_INFLATION = 1 + 1e-12
@@ -50,9 +50,11 @@ class ClusteredBank:
         return float(np.sqrt(self.sq_norms.max(initial=0.0)))
 
 
-def default_clusters(n_rows: int) -> int:
-    """About two clusters per sqrt(N) rows: centre distances then cost ~1/64 of brute force at N = 16k."""
-    return max(1, min(n_rows, int(round(2 * math.sqrt(n_rows)))))
+def default_clusters(n_rows: int, per_sqrt: float = 2.0) -> int:
+    """``per_sqrt * sqrt(N)`` clusters (at least 1, at most N). Measured on structured features: 2 for
+    PatchCore banks (16k x 384: 13 % of the distances computed), 1 for SPADE's low-dimensional
+    layer1 (188k x 64), where smaller products cost more in calls than they save in distances."""
+    return max(1, min(n_rows, int(round(per_sqrt * math.sqrt(n_rows)))))
 
 
 def nearest_centre(x: np.ndarray, centres: np.ndarray) -> np.ndarray:

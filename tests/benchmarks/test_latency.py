@@ -10,7 +10,9 @@ batch of 4. Inputs are seeded, so every commit times the same work.
 import numpy as np
 import pytest
 
-from bench.profile_inputs import FULL, patch_like_features, resnet18_features
+from bench.profile_inputs import FULL, patch_like_features, resnet18_features, structured_feature_maps, structured_features
+from methods.bank_clusters import cluster_bank
+from methods.bank_index import nearest_in_clusters
 from methods.coreset import greedy_coreset
 from methods.nearest import nearest_neighbors
 from methods.padim import Padim
@@ -87,3 +89,42 @@ def test_feature_extraction(benchmark):
     features = benchmark.pedantic(net.extract, args=(images, layers, 8), rounds=5)
     assert features["layer3"].shape == (8, 256, 14, 14) and features["avgpool"].shape == (8, 512)
     assert all(np.isfinite(f).all() for f in features.values())
+
+
+def structured_rows(n_images, channels, side, seed):
+    """``[n_images * side^2, channels]`` positions of spatially structured maps (one category)."""
+    maps = structured_feature_maps(n_images, channels, side, seed)
+    return np.ascontiguousarray(maps.transpose(0, 2, 3, 1).reshape(-1, channels))
+
+
+@pytest.fixture(scope="module")
+def structured_bank():
+    """A resnet18-sized PatchCore bank (16,000 x 384) and one image's 784 queries, structured."""
+    bank = structured_rows(21, 384, 28, seed=1)[:16_000]
+    return bank, structured_rows(1, 384, 28, seed=2)
+
+
+@pytest.mark.benchmark(group="nearest, structured 784 x 16000 x 384")
+def test_nearest_brute_structured(benchmark, structured_bank):
+    bank, queries = structured_bank
+    dist, idx = benchmark.pedantic(nearest_neighbors, args=(queries, bank), kwargs={"k": 1}, rounds=5)
+    assert dist.shape == idx.shape == (784, 1) and np.isfinite(dist).all()
+
+
+@pytest.mark.benchmark(group="nearest, structured 784 x 16000 x 384")
+def test_nearest_pruned_structured(benchmark, structured_bank):
+    bank, queries = structured_bank
+    clustered = cluster_bank(bank, seed=0)  # fit time: not what is tracked
+    found = benchmark.pedantic(nearest_in_clusters, args=(queries, clustered), rounds=5)
+    ref, _ = nearest_neighbors(queries, bank, k=1)
+    np.testing.assert_allclose(found.distances, ref[:, 0], rtol=1e-5)
+    assert found.computed_fraction < 0.5
+
+
+@pytest.mark.benchmark(group="SPADE predict, structured (batch of 2 at 224)")
+@pytest.mark.parametrize("search", ["pruned", "brute"])
+def test_spade_predict_structured(benchmark, search):
+    train = structured_features(TRAIN_IMAGES, FULL, LAYERS, seed=1)
+    batch = structured_features(2, FULL, LAYERS, seed=2)
+    method = Spade(top_k=50, search=search).fit(train)
+    check_prediction(benchmark.pedantic(method.predict, args=(batch,), rounds=2), n=2)
