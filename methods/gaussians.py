@@ -10,9 +10,12 @@ Fit, per position p of ``x`` ``[N, P, d]``, a chunk of positions at a time:
    ``U = L^-T`` (upper triangular): ``Sigma_p^-1 = U U^T``, so the Mahalanobis
    distance of a row vector ``x`` is ``|(x - mu_p) U|``, one matrix product.
 
-``U`` is stored packed: its upper triangle row by row, ``d (d + 1) / 2`` float32
-per position (``whitener`` ``[P, d(d+1)/2]``), about half of a full ``d x d``
-inverse covariance (1.9 GB instead of 3.6 GB for 3,136 positions at d = 550).
+``U`` is stored packed, ``d (d + 1) / 2`` float32 per position (``whitener``
+``[P, d(d+1)/2]``, layout in ``pack_upper``: two triangles in one rectangular
+tile, then the off-diagonal block), about half of a full ``d x d`` inverse
+covariance (1.9 GB instead of 3.8 GB for 3,136 positions at d = 550). The
+distances run BLAS (``strmm``, ``sgemm``: ``N d^2`` FLOP per position) on the
+packed blocks directly; nothing is unpacked.
 
 Why float32 is accurate enough, and how it is checked. The float32 products
 have a forward error of at most about ``N u sqrt(S_ii S_jj)`` per entry (``u``
@@ -23,15 +26,19 @@ float64 (``np.cov``-style from the same float32 samples), and a relative error
 above the bound raises ``MethodError`` (non-finite or huge features). What the
 rounding does to the distances is amplified by the condition number of
 ``Sigma`` (up to about 1e5 with eps = 0.01): measured at d = 550, N = 300 (8
-positions, 220 test points each, condition ~8e4), distances are within 3.5e-5
-(median) and 2.2e-4 (max) relative of the float64 ones; the float32 Cholesky
-and inverse add little to that (float64 ones: 3.5e-5 / 2.2e-4). If the float32
-Cholesky fails (covariance not numerically positive definite in float32) that
-position is redone in float64.
+positions, 220 test points each, condition ~8e4), distances are within 4.3e-5
+(median) and 2.3e-4 (max) relative of the float64 ones. Nearly all of that is
+the float32 covariance (with a float64 Cholesky and inverse: 3.5e-5 / 2.2e-4;
+with a float64 covariance too: 4e-8 / 2e-7, at twice the SYRK's time); the
+float64 inverse stored as float32 that PaDiM kept before gave 1e-7 / 1.5e-6.
+If the float32 Cholesky fails (covariance not numerically positive definite in
+float32) that position is redone in float64.
 
 BLAS runs on one thread: the matrices are small, and on this two-core machine
-a second BLAS thread (or a second Python thread) gained nothing for the SYRK,
-Cholesky and inverse at d = 550 while it cost much at d = 100.
+(idle, load 0.5) a second BLAS thread or a second Python thread over positions
+gained at most 1.2x for the SYRK and nothing for the Cholesky and inverse at
+d = 550, while it cost much at d = 100. One thread reached about 95 GFLOP/s in
+the SYRK and 50 GFLOP/s in ``spotrf`` + ``strtri``.
 """
 
 from __future__ import annotations
