@@ -20,12 +20,16 @@ bound for the two dot products and two additions, whatever the BLAS order;
 ``methods.coreset_bounds`` doubles it; ``|b|`` is bounded by the bank's
 largest norm). So:
 
-- the lower bound uses ``sqrt(max(0, v_qc - e_qc)) - r_j`` with ``r_j``
-  measured in float64 and rounded up, below the exact ``|q - c_j| - r_j``;
-- the upper bound uses ``sqrt(v_best + e_q)``, above the exact distance of
-  the row that gave ``v_best``;
-- a cluster is skipped only when the first exceeds the second: all its rows
-  are then strictly farther, in exact arithmetic, than a row that is searched.
+- the upper bound ``u_q = sqrt(v_best + e_q)`` (float64, rounded up) is above
+  the exact distance of the row that gave ``v_best``;
+- ``r_j`` is measured in float64 from the stored float32 row and centre and
+  rounded up, so it holds every member exactly;
+- cluster ``j`` is skipped for ``q`` only when ``v_qc - e_qc > (u_q + r_j)^2``
+  (``e_qc`` with the largest centre norm); then the exact
+  ``|q - c_j| > u_q + r_j`` and every member is strictly farther, in exact
+  arithmetic, than a row that is searched. The threshold is formed in float32
+  from inputs rounded up and scaled by ``1 + THRESHOLD_ROUNDING`` (its four
+  operations err by < 3e-7 together), so its rounding can only keep more.
 
 Among the rows searched, the expansion alone cannot order rows closer than
 ``2 e_q`` (brute force, ``methods.nearest``, picks among those by rounding
@@ -50,6 +54,10 @@ from methods.nearest import DEFAULT_BUDGET_BYTES, chunk_rows, squared_norms
 
 # Above this share of brute force's multiply-adds left after pruning (overheads counted), search everything.
 DENSE_FRACTION = 0.5
+# The same test on guessed bounds (the nearest centre as the nearest row), more lenient: they are guesses.
+ESTIMATE_FRACTION = 0.9
+# The dense pass's blocks: small enough that the passes after the product run in cache.
+DENSE_BUDGET_BYTES = 32 * 2**20
 # What one small product costs beyond its multiply-adds (about 40 us of Python and NumPy calls).
 CALL_FLOPS = 1.5e6
 # Below this share of a cluster's rows in the gallery its rows are gathered; above, masked by infinite norms.
@@ -98,7 +106,7 @@ class _Search:
         """``[M]`` float64 above the exact distance of each query's best row so far."""
         return np.sqrt(self.best + self.width / 2) * (1 + BOUND_ROUNDING)
 
-    def meet(self, qs: np.ndarray, start: int, stop: int, n_in: int) -> None:
+    def meet(self, qs: np.ndarray, start: int, stop: int, n_in: int, budget_bytes: int | None = None) -> None:
         """Queries ``qs`` against the gallery rows among stored rows ``start:stop`` (``n_in`` of them)."""
         if n_in == 0:
             return
@@ -108,7 +116,7 @@ class _Search:
         else:
             cols = np.arange(start, stop)
             rows, norms = self.bank.rows[start:stop], self.norms[start:stop]
-        step = chunk_rows(len(rows), self.budget_bytes)
+        step = chunk_rows(len(rows), min(self.budget_bytes, budget_bytes or self.budget_bytes))
         # One block buffer per call: a fresh one per chunk would page-fault on every chunk.
         buffer = np.empty((min(step, len(qs)), len(rows)), dtype=np.float32)
         for at in range(0, len(qs), step):
@@ -178,33 +186,44 @@ def nearest_in_clusters(
     v += bank.centre_sq_norms[None, :]
     if not live.all():
         v[:, ~live] = np.inf
-    # Each query's nearest live centre: its cluster gives the first real candidate.
-    first = v.argmin(axis=1)
-    by_first = np.argsort(first, kind="stable")
-    bounds = np.searchsorted(first[by_first], np.arange(len(radii) + 1))
-    # Small products: a second BLAS thread costs more in hand-offs than it saves (50 us against ms).
-    with threadpool_limits(limits=1, user_api="blas"):
-        for j in np.flatnonzero(np.diff(bounds)):
-            search.meet(by_first[bounds[j] : bounds[j + 1]], starts[j], stops[j], sizes[j])
-
-    # Cluster j stays open for q unless v - e_q > (u_q + r_j)^2 (module docstring); inputs rounded up,
-    # and the threshold's own float32 rounding covered by THRESHOLD_ROUNDING. NaN radius: never open.
     c_max = float(np.sqrt(bank.centre_sq_norms.max()))
     q_norm = np.sqrt(search.qn.astype(np.float64))
     e_q = (search.slack / 2 * (q_norm + c_max) ** 2 * (1 + THRESHOLD_ROUNDING)).astype(np.float32)
-    u = (search.upper_bound() * (1 + 1e-6)).astype(np.float32)
     r = np.where(live, radii * (1 + 1e-6), np.nan).astype(np.float32)
-    threshold = u[:, None] + r[None, :]
-    threshold *= threshold
-    threshold += e_q[:, None]
-    threshold *= np.float32(1 + THRESHOLD_ROUNDING)
-    open_t = np.ascontiguousarray((v <= threshold).T)  # [C, M]
-    open_t[first, np.arange(m)] = False
-    counts = open_t.sum(axis=1)
-    busy = np.flatnonzero(counts)
-    pruned_flops = 2.0 * dim * float(counts[busy] @ sizes[busy]) + CALL_FLOPS * len(busy)
-    if pruned_flops > DENSE_FRACTION * 2.0 * dim * total:
-        search.meet(np.arange(m), 0, len(bank.rows), int(sizes.sum()))
+    first = v.argmin(axis=1)
+    everyone = np.arange(m)
+
+    def plan(u: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+        """Open clusters ``[C, M]`` for upper bounds ``u`` ``[M]``, the busy ones, and their cost in flops.
+
+        Cluster j stays open for q unless v - e_q > (u_q + r_j)^2 (module docstring); inputs rounded
+        up, the threshold's own float32 rounding covered by THRESHOLD_ROUNDING; NaN radius: never open.
+        """
+        threshold = (u * (1 + 1e-6)).astype(np.float32)[:, None] + r[None, :]
+        threshold *= threshold
+        threshold += e_q[:, None]
+        threshold *= np.float32(1 + THRESHOLD_ROUNDING)
+        open_t = np.ascontiguousarray((v <= threshold).T)  # [C, M]
+        open_t[first, everyone] = False
+        counts = open_t.sum(axis=1)
+        busy = np.flatnonzero(counts)
+        return open_t, busy, 2.0 * dim * float(counts[busy] @ sizes[busy]) + CALL_FLOPS * len(busy)
+
+    dense_flops = 2.0 * dim * total
+    # A guess at the bounds before any row is read: the nearest centre (or the given guess) as the
+    # nearest row. Hopeless cases (no structure) then skip straight to the dense pass.
+    hopeless = plan(np.sqrt(np.maximum(np.minimum(v.min(axis=1), search.best), 0)))[2] > ESTIMATE_FRACTION * dense_flops
+    if not hopeless:
+        # Each query's nearest live centre: its cluster gives the first real candidate.
+        by_first = np.argsort(first, kind="stable")
+        bounds = np.searchsorted(first[by_first], np.arange(len(radii) + 1))
+        # Small products: a second BLAS thread costs more in hand-offs than it saves (50 us against ms).
+        with threadpool_limits(limits=1, user_api="blas"):
+            for j in np.flatnonzero(np.diff(bounds)):
+                search.meet(by_first[bounds[j] : bounds[j + 1]], starts[j], stops[j], sizes[j])
+        open_t, busy, pruned_flops = plan(search.upper_bound())
+    if hopeless or pruned_flops > DENSE_FRACTION * dense_flops:
+        search.meet(everyone, 0, len(bank.rows), int(sizes.sum()), DENSE_BUDGET_BYTES)
     else:
         with threadpool_limits(limits=1, user_api="blas"):
             for j in busy:

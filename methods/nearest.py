@@ -11,6 +11,11 @@ the chunk's shape. So the ``k`` distances returned are computed again directly,
 ``|q - b|``, for the chosen rows only: a score does not change with the batch
 it was computed in.
 
+Brute force is the reference, the Paddle (device) path, and the choice for
+``k > 1`` and small banks; PatchCore and SPADE search large banks on the CPU
+through ``methods.bank_index`` instead (exact k = 1, clusters ruled out by
+bounds, the same distances).
+
 Two implementations with one signature: ``nearest_neighbors_numpy`` (the CPU
 path) and ``nearest_neighbors_paddle`` (the GPU path; also runs on CPU tensors).
 ``nearest_neighbors`` picks one with ``methods.backend.use_paddle()``. Paddle is
