@@ -8,11 +8,17 @@ driver alone writes the run folder: each row as it arrives, with the files it
 carries, then ``results.csv`` and ``results.md`` again (atomically), so an
 interrupted run keeps what it finished and ``--resume`` carries on from there,
 per (category, backbone, method, seed) row.
+
+At the end the run logs one ``time:`` line (``bench.run_timing``): the
+whole-process wall time, the phases it measured, and the rest, which is
+start-up and overhead (imports, plugins, Paddle when it extracts).
 """
 
 from __future__ import annotations
 
+import contextlib
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -20,12 +26,14 @@ from typing import TextIO
 import pandas as pd
 
 from bench.log import attach_run_log, detach_run_log, logger, progress
+from bench.paddle_build import has_no_gpu
+from bench.run_timing import format_timing, process_seconds
 from bench.units import Naming, Unit, backbone_for, method_seeds, run_unit, seeded
 from bench.versions import versions
 from datasets import resolve_categories
+from methods import backend as kernels
 from methods.base import AnomalyMethod
 from reports.atomic import write_atomic
-from reports.html import write_report
 from reports.runfolder import RunFolder, RunSettings
 
 
@@ -86,9 +94,23 @@ def run(options, methods: dict[str, type[AnomalyMethod]], data_root: Path, folde
     log_handler = attach_run_log(folder.path)
     logger.info("run folder: %s", folder.path)
     try:
-        return _run(options, methods, data_root, categories, folder, out, provided, distributed)
+        with numpy_kernels_when_no_gpu():
+            return _run(options, methods, data_root, categories, folder, out, provided, distributed)
     finally:
         detach_run_log(log_handler)
+
+
+def numpy_kernels_when_no_gpu():
+    """The methods' kernel backend, settled before anything is timed.
+
+    Left at ``auto``, ``methods.backend`` imports Paddle (about a second) inside
+    the first fit to learn there is no GPU, which the build flags already say
+    (``bench.paddle_build``): that import would pass for fitting. The answer
+    ``auto`` would give, and only then; an explicit choice is left alone.
+    """
+    if kernels.requested_backend() == "auto" and has_no_gpu():
+        return kernels.backend("numpy")
+    return contextlib.nullcontext()
 
 
 def run_settings(options, methods, data_root: Path, categories: list[str], built: list) -> RunSettings:
@@ -125,13 +147,17 @@ def _run(options, methods, data_root, categories, folder, out, provided, distrib
     steps = progress(total=len(categories) * len(names) * len(methods) * len(seeds), initial=len(done),
                      desc="benchmark", unit="fit")
 
+    made: list[dict] = []  # this process's rows, which its time: line accounts for
+
     def emit(row: dict, files: dict[str, bytes]) -> None:
         for relative, data in files.items():
             write_atomic(folder.path / relative, lambda tmp, data=data: tmp.write_bytes(data))
         rows.append(row)
+        made.append(row)
         folder.write(ordered(rows, order))
         steps.update(1)
 
+    units_started, imported_before = time.perf_counter(), _paddle_import_seconds()
     try:
         if distributed:
             from bench.grid import run_units  # Dask only when asked for
@@ -146,16 +172,54 @@ def _run(options, methods, data_root, categories, folder, out, provided, distrib
         logger.warning("interrupted; the finished rows are in %s (continue with --resume %s)",
                        folder.path, folder.path)
         raise
+    units_s = time.perf_counter() - units_started
+    paddle_import_s = 0.0 if imported_before else _paddle_import_seconds()  # imported once per process
     steps.close()
     statistics_s = sum(row.get("statistics_s", 0.0) or 0.0 for row in rows)
     if options.bootstrap:
         logger.info("bootstrap intervals took %.1f s in all (%d resamples per interval)", statistics_s,
                     options.bootstrap)
+    report_started = time.perf_counter()
     rows = ordered(rows, order)
     print(folder.write(rows), file=out)
+    from reports.html import write_report  # matplotlib and the report's own imports: part of writing it
+
     write_report(folder.path)
+    report_s = time.perf_counter() - report_started
     logger.info("results written to %s", folder.path)
+    logger.info("%s", format_timing(process_seconds(), run_phases(made, units_s, report_s, paddle_import_s,
+                                                                          distributed)))
     return RunResult(folder.path, pd.DataFrame(rows))
+
+
+def run_phases(made: list[dict], units_s: float, report_s: float, paddle_import_s: float,
+               distributed: bool) -> dict[str, float]:
+    """Seconds of each measured phase of this process's rows: features (each unit's extraction or cache
+    read once, without the Paddle import it may have done), fit, predict, statistics, scoring (the rest of
+    the units' time here: test masks, metrics, rows written) and report (tables and report.html).
+
+    With Dask the units ran elsewhere, in parallel: their phases are summed and no scoring is derived.
+    """
+    ok = [row for row in made if not row.get("error")]
+    per_unit = {(row["category"], row["backbone"]): row.get("extract_s", 0.0) or 0.0 for row in ok}
+    phases = {
+        "features": max(0.0, sum(per_unit.values()) - paddle_import_s),
+        "fit": sum(row.get("fit_s", 0.0) or 0.0 for row in ok),
+        "predict": sum((row.get("predict_ms_per_image", 0.0) or 0.0) * (row.get("n_test", 0) or 0) / 1000.0
+                       for row in ok),
+        "statistics": sum(row.get("statistics_s", 0.0) or 0.0 for row in ok),
+    }
+    if not distributed:
+        phases["scoring"] = max(0.0, units_s - paddle_import_s - sum(phases.values()))
+    phases["report"] = report_s
+    return phases
+
+
+def _paddle_import_seconds() -> float:
+    """How long ``bench.backbone``'s import of Paddle took in this process (0.0 if not yet): start-up,
+    even when it happens inside the first extraction."""
+    backbone = sys.modules.get("bench.backbone")
+    return backbone.paddle_import_seconds() if backbone is not None else 0.0
 
 
 def row_key(row: dict, options, names: list[str]) -> tuple:

@@ -2,8 +2,8 @@
 
 The one place that reads the variable. Under it: ``synthetic-v<V>-seed<S>``
 (the synthetic sets, ``datasets.synthetic``), ``features`` (the feature
-cache, ``bench.features``) and ``models`` (traced backbones, ``bench.backbone``,
-only when the variable is set). It lives in ``datasets``, the lowest package
+cache, ``bench.features``) and ``models`` (the backbones' saved inference
+models, ``bench.backbone``). ``bench.py cache`` lists and clears the last two. It lives in ``datasets``, the lowest package
 that needs it, so the harness can import it and ``datasets`` stays free of
 ``bench``.
 """
