@@ -167,6 +167,8 @@ def nearest_in_clusters(
     """
     q = np.ascontiguousarray(queries, dtype=np.float32)
     m, dim = q.shape
+    if m == 0:
+        return Nearest(np.empty(0, np.float32), np.empty(0, np.int64), 0, 0)
     radii = bank.radii if radii is None else radii
     starts, stops = bank.offsets[:-1], bank.offsets[1:]
     sizes = stops - starts if row_mask is None else np.add.reduceat(row_mask.astype(np.int64), starts)

@@ -89,6 +89,8 @@ def test_tiny_banks(n_rows):
     b, q = rng.normal(size=(n_rows, 5)).astype(np.float32), rng.normal(size=(11, 5)).astype(np.float32)
     found, idx = search(q, b)
     check_exact(q, b, found.distances, idx)
+    empty, _ = search(q[:0], b)
+    assert empty.distances.shape == empty.rows.shape == (0,)
 
 
 def test_small_distances_far_from_the_origin_stay_exact():
