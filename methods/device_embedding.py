@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from methods.base import FeatureSet
-from methods.maps_paddle import local_average_tensor, resize_bilinear_tensor, resize_nearest_tensor
+from methods.maps import nearest_indices
+from methods.maps_paddle import local_average_tensor, resize_bilinear_tensor
 
 if TYPE_CHECKING:
     import paddle
@@ -40,34 +41,45 @@ def patchcore_embedding_tensor(features: FeatureSet) -> "paddle.Tensor":
     return paddle.concat([layer2, layer3], axis=1).transpose([0, 2, 3, 1])
 
 
-def padim_embedding_tensor(features: FeatureSet, channels: np.ndarray) -> "paddle.Tensor":
-    """layer1..layer3 -> ``[N, d, h, w]`` float32: the ``channels`` (``[d]``, sorted) of their concatenation.
+def padim_embedding_tensor(features: FeatureSet, channels: np.ndarray, rows: slice = slice(None)) -> "paddle.Tensor":
+    """layer1..layer3 -> ``[N, d, r, w]`` float32: the ``channels`` (``[d]``, sorted) of their
+    concatenation at ``rows`` of layer1's ``h x w`` grid (all rows by default).
 
     As ``padim.padim_embedding``: layer2 and layer3 resized (nearest) to layer1's
-    grid; each layer gives only its share of ``channels``, selected before the
-    resize, so the full concatenation is never built. A layer none of whose
-    channels is kept is not uploaded.
+    grid. Each layer gives only its share of ``channels`` and of the rows,
+    gathered before anything is concatenated, so a block of rows costs only its
+    own memory. A layer none of whose channels is kept is not uploaded.
     """
     import paddle
 
     channels = np.asarray(channels, dtype=np.int64)
     h, w = features[PADIM_LAYERS[0]].shape[-2:]
+    grid_rows = np.arange(h)[rows]
     parts, offset = [], 0
     for name in PADIM_LAYERS:
-        width = features[name].shape[1]
+        width, layer_h, layer_w = features[name].shape[1:]
         local = channels[(channels >= offset) & (channels < offset + width)] - offset
         offset += width
-        if len(local):
-            part = paddle.index_select(features.tensor(name), paddle.to_tensor(local), axis=1)
-            parts.append(resize_nearest_tensor(part, (h, w)))
+        if len(local) == 0:
+            continue
+        part = paddle.index_select(features.tensor(name), paddle.to_tensor(local), axis=1)
+        part = paddle.index_select(part, paddle.to_tensor(nearest_indices(layer_h, h)[grid_rows]), axis=2)
+        parts.append(paddle.index_select(part, paddle.to_tensor(nearest_indices(layer_w, w)), axis=3))
     return paddle.concat(parts, axis=1)
 
 
-def padim_positions_tensor(features: FeatureSet, channels: np.ndarray) -> "paddle.Tensor":
-    """``[N, h*w, d]``: ``padim_embedding_tensor`` with one row per position, as ``Padim._positions``."""
-    emb = padim_embedding_tensor(features, channels)
-    n, d, h, w = emb.shape
-    return emb.reshape([n, d, h * w]).transpose([0, 2, 1])
+def padim_samples_tensor(features: FeatureSet, channels: np.ndarray, rows: slice = slice(None)) -> "paddle.Tensor":
+    """``[r*w, d, N]`` position-major, as ``padim.padim_samples``: each position's samples one matrix."""
+    emb = padim_embedding_tensor(features, channels, rows)
+    n, d, r, w = emb.shape
+    return emb.reshape([n, d, r * w]).transpose([2, 1, 0])
+
+
+def padim_positions_tensor(features: FeatureSet, channels: np.ndarray, rows: slice = slice(None)) -> "paddle.Tensor":
+    """``[N, r*w, d]``, one row per position, as ``Padim._positions`` (the ``x`` of the distances)."""
+    emb = padim_embedding_tensor(features, channels, rows)
+    n, d, r, w = emb.shape
+    return emb.reshape([n, d, r * w]).transpose([0, 2, 1])
 
 
 def spade_positions_tensor(features: FeatureSet, name: str) -> "paddle.Tensor":

@@ -24,6 +24,7 @@ from methods.base import AnomalyMethod, FeatureSet, Prediction  # noqa: E402
 from methods.device_embedding import (  # noqa: E402
     padim_embedding_tensor,
     padim_positions_tensor,
+    padim_samples_tensor,
     patchcore_embedding_tensor,
     spade_pooled_tensor,
     spade_positions_tensor,
@@ -31,7 +32,7 @@ from methods.device_embedding import (  # noqa: E402
 )
 from methods.maps import resize_bilinear, resize_nearest  # noqa: E402
 from methods.maps_paddle import local_average_tensor, resize_bilinear_tensor, resize_nearest_tensor  # noqa: E402
-from methods.padim import Padim, channel_subset, padim_embedding  # noqa: E402
+from methods.padim import Padim, channel_subset, padim_embedding, padim_samples  # noqa: E402
 from methods.patchcore import local_average, patch_embedding  # noqa: E402
 from methods.spade import positions_last, queries  # noqa: E402
 
@@ -82,14 +83,18 @@ def test_patchcore_embedding_on_the_device_equals_the_numpy_one():
 
 
 @pytest.mark.parametrize("n_features", [1, 5, 11, 18])
-def test_padim_embedding_on_the_device_equals_the_numpy_one(n_features):
+@pytest.mark.parametrize("rows", [slice(None), slice(2, 5), slice(6, 99)])
+def test_padim_embedding_on_the_device_equals_the_numpy_one(n_features, rows):
     features = odd_features()
     channels = channel_subset(18, n_features, seed=n_features)
-    np.testing.assert_array_equal(padim_embedding_tensor(features, channels).numpy(),
-                                  padim_embedding(features, channels))
+    np.testing.assert_array_equal(padim_embedding_tensor(features, channels, rows).numpy(),
+                                  padim_embedding(features, channels, rows))
+    np.testing.assert_array_equal(padim_samples_tensor(features, channels, rows).numpy(),
+                                  padim_samples(features, channels, rows))
     padim = Padim(n_features=n_features)
     padim.channels_ = channels
-    np.testing.assert_array_equal(padim_positions_tensor(features, channels).numpy(), padim._positions(features))
+    np.testing.assert_array_equal(padim_positions_tensor(features, channels, rows).numpy(),
+                                  padim._positions(features, rows))
 
 
 def test_padim_does_not_upload_a_layer_it_keeps_no_channel_of():
