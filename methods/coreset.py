@@ -11,9 +11,14 @@ Two implementations of that loop, chosen with ``methods.backend.use_paddle()``:
 
 * ``methods.coreset_pruned.greedy_numpy`` (the CPU): the plain loop's
   selection, up to floating-point ties, with the points that the triangle
-  inequality proves keep their minimum never read.
+  inequality proves keep their minimum never read, and, where the bounds rule
+  out little (textures), the lazy loop of ``methods.coreset_lazy``, which
+  brings up to date only the points that might be the farthest.
 * ``methods.coreset_paddle.greedy_paddle`` (the GPU): the plain loop on device
   tensors, minimum updated in place, no host round trip per step.
+
+Each call logs one INFO line on ``patchbench.coreset``: its time and what share
+of the point-steps each test ruled out (``methods.coreset_stats``).
 
 Both break exact ties as ``np.argmax`` does on the original order: lowest
 index. ``methods.coreset_reference.plain_greedy`` is the textbook loop both are
@@ -22,8 +27,10 @@ tested and profiled against.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Callable, Iterator
+
+import time
 
 import numpy as np
 from tqdm import tqdm
@@ -31,6 +38,7 @@ from tqdm import tqdm
 from methods.backend import use_paddle
 from methods.coreset_paddle import greedy_paddle
 from methods.coreset_pruned import greedy_numpy
+from methods.coreset_stats import CoresetStats
 
 Progress = Callable[[int, int], None]
 # The default bar shows on a terminal; the harness turns it off for --quiet (bench.log.setup).
@@ -55,6 +63,7 @@ def greedy_coreset(
     projection_dim: int | None = 128,
     seed: int = 0,
     progress: Progress | None = None,
+    stats: dict | None = None,
 ) -> np.ndarray:
     """Indices of a greedy k-center coreset of ``features``.
 
@@ -62,6 +71,12 @@ def greedy_coreset(
     order, the first being the seeded random start. ``progress(done, n_select)``
     is called every few dozen steps and at the end; without one, a progress bar
     shows on a terminal (stderr) only.
+
+    ``stats``, when given, is filled with ``CoresetStats.as_dict()``: the counts of
+    point-steps each test ruled out and computed in full, and their shares
+    ``fraction_group``, ``fraction_leaf``, ``fraction_point``, ``fraction_lazy``,
+    ``fraction_full`` (summing to 1), steps by kind and ``seconds``. The Paddle path
+    computes every point-step in full.
     """
     n = len(features)
     if not 1 <= n_select <= n:
@@ -69,11 +84,19 @@ def greedy_coreset(
     rng = np.random.default_rng(seed)
     start = int(rng.integers(n))
     points = random_projection(features, projection_dim, seed)
-    impl = greedy_paddle if use_paddle() else greedy_numpy
-    if progress is not None:
-        return impl(points, start, n_select, progress=progress)
-    with progress_bar(n_select) as report:
-        return impl(points, start, n_select, progress=report)
+    counts = CoresetStats(points=n, selected=n_select)
+    started = time.perf_counter()
+    with progress_bar(n_select) if progress is None else nullcontext(progress) as report:
+        if use_paddle():
+            chosen = greedy_paddle(points, start, n_select, progress=report)
+            counts.full, counts.plain_steps = counts.point_steps, n_select - 1
+        else:
+            chosen = greedy_numpy(points, start, n_select, progress=report, stats=counts)
+    counts.seconds = time.perf_counter() - started
+    counts.log()
+    if stats is not None:
+        stats.update(counts.as_dict())
+    return chosen
 
 
 @contextmanager

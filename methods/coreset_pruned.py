@@ -11,7 +11,11 @@ keeps a margin for float32 rounding (``methods.coreset_bounds``), so a point
 is skipped only when the plain float32 step would have left its minimum alone
 too: the selection is the plain loop's, up to floating-point ties. Features
 without low-dimensional structure (no test rules much out) fall back to the
-plain pass, and the tests are then tried less often.
+plain pass for the first ``LAZY_AFTER`` steps; a loss after that hands the
+remaining steps to the lazy loop (``methods.coreset_lazy``), which reads only the
+points that might be the farthest and computes their distances as
+matrix-matrix products. It takes over the running minima as they are (exact),
+so the selection stays the plain loop's.
 """
 
 from __future__ import annotations
@@ -24,12 +28,17 @@ from threadpoolctl import threadpool_limits
 
 from methods.coreset_bounds import STORAGE_ERROR, UNIT_ROUNDOFF, cannot_move, dot_error, rounding_slack
 from methods.coreset_layout import LEAF_SIZE, PREFIX_DIMS, LeafLayout
+from methods.coreset_lazy import LazyMinima
+from methods.coreset_stats import CoresetStats
 from methods.coreset_threads import ThreadChoice
 
 # Above this share of surviving leaves the plain pass is cheaper than gathering them.
 DENSE_FRACTION = 0.5
 # After a plain fallback the bounds are tried again after 2, 4, ... up to this many steps.
 MAX_BACKOFF = 32
+# When the bounds lose at or after this step, the lazy loop (``methods.coreset_lazy``) takes over
+# for good: the tree will not start winning once the balls overlap every new centre this late.
+LAZY_AFTER = 32
 PROGRESS_EVERY = 64
 
 # progress(done, total): how many of the points to select are chosen so far.
@@ -44,8 +53,14 @@ def greedy_numpy(
     leaf_size: int = LEAF_SIZE,
     prefix_dims: int = PREFIX_DIMS,
     progress: Progress | None = None,
+    stats: CoresetStats | None = None,
+    lazy_after: int = LAZY_AFTER,
 ) -> np.ndarray:
     """Greedy k-center on ``points`` ``[N, d]`` from ``start``: ``[n_select]`` int64 indices.
+
+    ``stats``, when given, is filled with what each test ruled out (its counts add up
+    to N x (n_select - 1) point-steps). ``lazy_after``: the step from which a loss of
+    the bounds hands over to the lazy loop (0: lazy from the first step; n_select: never).
 
     ``progress(done, n_select)`` is called every ``PROGRESS_EVERY`` steps and at
     the end. BLAS runs on one thread (the pruned steps' products are a few MB: a second
@@ -58,7 +73,9 @@ def greedy_numpy(
     if n_select == 1:
         return selected
     with threadpool_limits(limits=1, user_api="blas"):
-        search = PrunedSearch(LeafLayout.build(points, leaf_size, prefix_dims=prefix_dims))
+        search = PrunedSearch(
+            LeafLayout.build(points, leaf_size, prefix_dims=prefix_dims), n_select, lazy_after=lazy_after
+        )
         centre = start
         for step in range(1, n_select):
             centre = search.add_centre(centre)
@@ -67,6 +84,8 @@ def greedy_numpy(
                 progress(step + 1, n_select)
     if progress is not None:
         progress(n_select, n_select)
+    if stats is not None:
+        search.fill(stats)
     return selected
 
 
@@ -94,8 +113,10 @@ class PrunedSearch:
     the next step tests the bounds).
     """
 
-    def __init__(self, layout: LeafLayout):
+    def __init__(self, layout: LeafLayout, n_select: int | None = None, lazy_after: int = LAZY_AFTER):
         self.layout = layout
+        # Centres the lazy loop may still add; None: never hand over.
+        self.n_select, self.lazy_after, self.lazy = n_select, lazy_after, None
         n_leaves, per_leaf, dim = layout.points.shape
         prefix_dims = layout.prefix.shape[2]
         self.min_sq = np.where(layout.valid, np.float32(np.inf), np.float32(-np.inf))
@@ -116,17 +137,47 @@ class PrunedSearch:
         self.gathered_points = np.empty((n_leaves * per_leaf, dim), dtype=np.float32)
         self.threads = ThreadChoice()
         self.backoff, self.next_bound_step, self.step = 1, 1, 0
-        self.stats = {"plain": 0, "pruned": 0, "leaves": 0, "rows": 0}
+        self.stats = {"plain": 0, "pruned": 0, "lazy": 0, "leaves": 0, "rows": 0}
+        # Point-steps ruled out per test (valid slots only), as in ``CoresetStats``.
+        self.valid_per_leaf = layout.valid.sum(axis=1)
+        self.n_points = int(self.valid_per_leaf.sum())
+        self.ruled_out = {"group": 0, "leaf": 0, "point": 0}
+        self.full = 0
+        self.considered = 0  # valid slots of the leaves the last leaf test looked at
 
     def add_centre(self, centre: int) -> int:
         self.step += 1
         slot = self.layout.slot_of[centre]
+        if self.lazy is not None:
+            return self.lazy_step(slot)
         active = self.active_leaves(slot) if self.step >= self.next_bound_step else None
         if active is None or len(active) > DENSE_FRACTION * self.layout.n_leaves:
+            if self.n_select is not None and self.step >= self.lazy_after:
+                lay = self.layout
+                self.lazy = LazyMinima(
+                    lay.points.reshape(-1, lay.points.shape[2]), lay.sq_norms.reshape(-1),
+                    self.min_sq.reshape(-1), lay.order.reshape(-1), self.n_select - self.step,
+                )
+                return self.lazy_step(slot)
             self.plain_update(slot)
             return self.farthest_plain()
         self.pruned_update(slot, active)
         return self.farthest_pruned()
+
+    def lazy_step(self, slot: int) -> int:
+        """One step of the lazy loop; returns the next centre's point index."""
+        self.stats["lazy"] += 1
+        return int(self.layout.order.reshape(-1)[self.lazy.add_centre(slot)])
+
+    def fill(self, stats: CoresetStats) -> None:
+        """Counts of what each test ruled out so far into ``stats``."""
+        stats.group, stats.leaf, stats.point = (self.ruled_out[k] for k in ("group", "leaf", "point"))
+        stats.full = self.full
+        stats.plain_steps, stats.pruned_steps = self.stats["plain"], self.stats["pruned"]
+        stats.lazy_steps = self.stats["lazy"]
+        if self.lazy is not None:
+            stats.full += self.lazy.evaluated
+            stats.lazy = self.n_points * stats.lazy_steps - self.lazy.evaluated
 
     def active_leaves(self, slot: int) -> np.ndarray:
         """Leaves that the bounds cannot rule out for the centre in ``slot``.
@@ -152,6 +203,7 @@ class PrunedSearch:
         else:
             leaves = (near[:, None] * per_group + np.arange(per_group)).ravel()
             centre_dot = lay.centre[leaves] @ p_c
+        self.considered = int(self.valid_per_leaf[leaves].sum())
         dist_sq = lay.centre_sq[leaves] - 2 * centre_dot.astype(np.float64) + p_c_sq
         dist_sq -= self.anchor_error * lay.centre_norm[leaves] * p_c_norm
         gap = np.sqrt(np.maximum(dist_sq, 0.0)) - lay.radius[leaves]
@@ -178,6 +230,7 @@ class PrunedSearch:
         if self.step + 1 >= self.next_bound_step:
             row_max(self.min_sq, self.leaf_max)
         self.stats["plain"] += 1
+        self.full += self.n_points
 
     def movers(self, slot: int, active: np.ndarray) -> np.ndarray:
         """Flat slots of the ``active`` leaves that the principal-coordinate bound does not rule out."""
@@ -216,6 +269,11 @@ class PrunedSearch:
         self.stats["pruned"] += 1
         self.stats["leaves"] += len(active)
         self.stats["rows"] += len(movers)
+        in_active = int(self.valid_per_leaf[active].sum())
+        self.ruled_out["group"] += self.n_points - self.considered
+        self.ruled_out["leaf"] += self.considered - in_active
+        self.ruled_out["point"] += in_active - len(movers)
+        self.full += len(movers)
 
     def farthest_plain(self) -> int:
         flat = self.min_sq.reshape(-1)
