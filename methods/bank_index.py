@@ -54,12 +54,14 @@ from methods.nearest import DEFAULT_BUDGET_BYTES, chunk_rows, squared_norms
 
 # Above this share of brute force's multiply-adds left after pruning (overheads counted), search everything.
 DENSE_FRACTION = 0.5
+# Below this many brute-force flops (~20 ms) the bounds' fixed costs (centre distances, calls) do not pay.
+MIN_PRUNE_FLOPS = 1.5e9
 # The same test on guessed bounds (the nearest centre as the nearest row), more lenient: they are guesses.
 ESTIMATE_FRACTION = 0.9
 # The dense pass's blocks: small enough that the passes after the product run in cache.
 DENSE_BUDGET_BYTES = 32 * 2**20
-# What one small product costs beyond its multiply-adds (about 40 us of Python and NumPy calls).
-CALL_FLOPS = 1.5e6
+# What one small product costs beyond its multiply-adds (about 50-100 us of Python and NumPy calls).
+CALL_FLOPS = 3e6
 # Below this share of a cluster's rows in the gallery its rows are gathered; above, masked by infinite norms.
 GATHER_BELOW = 0.5
 # float64 rounding of the bounds themselves (they are computed from float32 inputs).
@@ -173,8 +175,15 @@ def nearest_in_clusters(
     starts, stops = bank.offsets[:-1], bank.offsets[1:]
     sizes = stops - starts if row_mask is None else np.add.reduceat(row_mask.astype(np.int64), starts)
     live = (sizes > 0) & (radii > -np.inf)
+    # Rows a product over cluster j multiplies: all its rows unless few are in the gallery (``meet``).
+    multiplied = np.where(sizes < GATHER_BELOW * (stops - starts), sizes, stops - starts)
     search = _Search(q, bank, row_mask, budget_bytes)
     total = m * int(sizes[live].sum())
+
+    if 2.0 * dim * total < MIN_PRUNE_FLOPS:  # a few ms of products: bounds cannot win back their cost
+        search.meet(np.arange(m), 0, len(bank.rows), int(sizes.sum()), DENSE_BUDGET_BYTES)
+        distances, rows = search.result()
+        return Nearest(distances=distances.astype(np.float32), rows=rows, pairs=search.pairs, total=total)
 
     if guess is not None:
         g = np.asarray(guess, dtype=np.int64)
@@ -209,12 +218,15 @@ def nearest_in_clusters(
         open_t[first, everyone] = False
         counts = open_t.sum(axis=1)
         busy = np.flatnonzero(counts)
-        return open_t, busy, 2.0 * dim * float(counts[busy] @ sizes[busy]) + CALL_FLOPS * len(busy)
+        return open_t, busy, 2.0 * dim * float(counts[busy] @ multiplied[busy]) + CALL_FLOPS * len(busy)
 
     dense_flops = 2.0 * dim * total
     # A guess at the bounds before any row is read: the nearest centre (or the given guess) as the
     # nearest row. Hopeless cases (no structure) then skip straight to the dense pass.
-    hopeless = plan(np.sqrt(np.maximum(np.minimum(v.min(axis=1), search.best), 0)))[2] > ESTIMATE_FRACTION * dense_flops
+    n_first = len(np.unique(first))
+    first_flops = 2.0 * dim * float(multiplied[first].sum()) + CALL_FLOPS * n_first
+    guessed = plan(np.sqrt(np.maximum(np.minimum(v.min(axis=1), search.best), 0)))[2]
+    hopeless = first_flops + guessed > ESTIMATE_FRACTION * dense_flops
     if not hopeless:
         # Each query's nearest live centre: its cluster gives the first real candidate.
         by_first = np.argsort(first, kind="stable")
@@ -224,7 +236,7 @@ def nearest_in_clusters(
             for j in np.flatnonzero(np.diff(bounds)):
                 search.meet(by_first[bounds[j] : bounds[j + 1]], starts[j], stops[j], sizes[j])
         open_t, busy, pruned_flops = plan(search.upper_bound())
-    if hopeless or pruned_flops > DENSE_FRACTION * dense_flops:
+    if hopeless or first_flops + pruned_flops > DENSE_FRACTION * dense_flops:
         search.meet(everyone, 0, len(bank.rows), int(sizes.sum()), DENSE_BUDGET_BYTES)
     else:
         with threadpool_limits(limits=1, user_api="blas"):

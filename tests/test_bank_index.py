@@ -10,9 +10,21 @@ from methods.bank_index import nearest_in_clusters
 from methods.spade_gallery import gallery_index, gallery_nearest
 
 
+@pytest.fixture(autouse=True)
+def always_prune(monkeypatch):
+    """At these toy sizes the cost model would search densely: make every search prune (the dense
+    pass is forced where a test says so)."""
+    monkeypatch.setattr(bank_index, "MIN_PRUNE_FLOPS", 0.0)
+    monkeypatch.setattr(bank_index, "CALL_FLOPS", 0.0)
+    monkeypatch.setattr(bank_index, "ESTIMATE_FRACTION", np.inf)
+    monkeypatch.setattr(bank_index, "DENSE_FRACTION", np.inf)
+
+
 def brute(q, b):
-    """float64 distances ``[M, N]``, their row minima ``[M]``."""
-    d = np.sqrt(((q.astype(np.float64)[:, None, :] - b.astype(np.float64)[None, :, :]) ** 2).sum(-1))
+    """float64 distances ``[M, N]``, their row minima ``[M]`` (float64 expansion: its rounding is ~1e-16
+    of the squared norms, far below every tolerance here)."""
+    q, b = q.astype(np.float64), b.astype(np.float64)
+    d = np.sqrt(np.maximum((q * q).sum(1)[:, None] - 2 * q @ b.T + (b * b).sum(1)[None, :], 0))
     return d, d.min(axis=1)
 
 
@@ -42,10 +54,8 @@ def structured():
 @pytest.mark.parametrize("dense", [False, True])
 def test_structured_data_exact_and_pruned(structured, dense, monkeypatch):
     bank, q = structured
-    # Either path forced: the fallback (every query meets the whole bank), or pruning at any cost
-    # (at this toy size the per-call overhead alone would choose the fallback).
-    monkeypatch.setattr(bank_index, "DENSE_FRACTION", 0.0 if dense else 1.0)
-    monkeypatch.setattr(bank_index, "CALL_FLOPS", 0.0)
+    if dense:  # the fallback: every query meets the whole bank
+        monkeypatch.setattr(bank_index, "DENSE_FRACTION", 0.0)
     found, idx = search(q, bank, n_clusters=60)
     check_exact(q, bank, found.distances, idx)
     assert found.distances.dtype == np.float32 and idx.dtype == np.int64
@@ -56,7 +66,10 @@ def test_structured_data_exact_and_pruned(structured, dense, monkeypatch):
 
 
 @pytest.mark.parametrize("n_clusters", [1, 7, 300])
-def test_unstructured_and_clustered_data_exact(n_clusters):
+@pytest.mark.parametrize("dense", [False, True])
+def test_unstructured_and_clustered_data_exact(n_clusters, dense, monkeypatch):
+    if dense:
+        monkeypatch.setattr(bank_index, "MIN_PRUNE_FLOPS", np.inf)
     rng = np.random.default_rng(3)
     noise_b, noise_q = rng.normal(size=(300, 20)).astype(np.float32), rng.normal(size=(90, 20)).astype(np.float32)
     found, idx = search(noise_q, noise_b, n_clusters=n_clusters)

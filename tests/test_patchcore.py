@@ -163,6 +163,7 @@ def test_pruned_search_predicts_what_brute_force_does(make, ratio, monkeypatch):
 
     # Prune at any cost: at this toy size the per-call overhead alone would choose the dense fallback.
     monkeypatch.setattr(bank_index, "CALL_FLOPS", 0.0)
+    monkeypatch.setattr(bank_index, "MIN_PRUNE_FLOPS", 0.0)
     monkeypatch.setattr(bank_index, "DENSE_FRACTION", 1.0)
     train, test = make(12, 1), make(3, 2)
     pruned = PatchCore(coreset_ratio=ratio, seed=0, search="pruned").fit(train)

@@ -131,6 +131,7 @@ def test_pruned_pixel_search_gives_the_brute_force_maps(make, k, monkeypatch):
 
     # Prune at any cost: at this toy size the per-call overhead alone would choose the dense fallback.
     monkeypatch.setattr(bank_index, "CALL_FLOPS", 0.0)
+    monkeypatch.setattr(bank_index, "MIN_PRUNE_FLOPS", 0.0)
     monkeypatch.setattr(bank_index, "DENSE_FRACTION", 1.0)
     train, test = make(9, 1), make(3, 2)
     pruned = Spade(top_k=k, search="pruned").fit(train)
