@@ -5,7 +5,7 @@ Two seeded sizes that run in about a second each: resnet18 at 224 x 224 with
 of 1,792 channels on a 14 x 14 grid with 100 images (196 Gaussians). Plain
 ``pytest`` runs each once, untimed; each checks one Gaussian against float64
 ``np.cov``. ``methods.gaussians.fit_flop`` gives the FLOP count of each
-(about 7 and 24 GFLOP) for a GFLOP/s figure.
+(3.3 and 28 GFLOP) for a GFLOP/s figure.
 """
 
 import numpy as np
