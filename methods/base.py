@@ -98,7 +98,8 @@ class AnomalyMethod:
       refuses any other value in these attributes, and a method with none.
     - ``model_size_bytes`` counts the arrays of the fitted state.
     - The features given to ``fit`` and ``predict`` are read-only and shared
-      by every method of the run: compute into new arrays.
+      by every method of the run: compute into new arrays. Their device copies
+      (``features.tensor(name)``) are shared too: never change them in place.
     """
 
     name: ClassVar[str] = ""
