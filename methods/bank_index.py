@@ -58,8 +58,6 @@ DENSE_FRACTION = 0.5
 MIN_PRUNE_FLOPS = 1.5e9
 # The same test on guessed bounds (the nearest centre as the nearest row), more lenient: they are guesses.
 ESTIMATE_FRACTION = 0.9
-# The dense pass's blocks: small enough that the passes after the product run in cache.
-DENSE_BUDGET_BYTES = 32 * 2**20
 # What one small product costs beyond its multiply-adds (about 50-100 us of Python and NumPy calls).
 CALL_FLOPS = 3e6
 # Below this share of a cluster's rows in the gallery its rows are gathered; above, masked by infinite norms.
@@ -108,7 +106,7 @@ class _Search:
         """``[M]`` float64 above the exact distance of each query's best row so far."""
         return np.sqrt(self.best + self.width / 2) * (1 + BOUND_ROUNDING)
 
-    def meet(self, qs: np.ndarray, start: int, stop: int, n_in: int, budget_bytes: int | None = None) -> None:
+    def meet(self, qs: np.ndarray, start: int, stop: int, n_in: int) -> None:
         """Queries ``qs`` against the gallery rows among stored rows ``start:stop`` (``n_in`` of them)."""
         if n_in == 0:
             return
@@ -118,7 +116,7 @@ class _Search:
         else:
             cols = np.arange(start, stop)
             rows, norms = self.bank.rows[start:stop], self.norms[start:stop]
-        step = chunk_rows(len(rows), min(self.budget_bytes, budget_bytes or self.budget_bytes))
+        step = chunk_rows(len(rows), self.budget_bytes)
         # One block buffer per call: a fresh one per chunk would page-fault on every chunk.
         buffer = np.empty((min(step, len(qs)), len(rows)), dtype=np.float32)
         for at in range(0, len(qs), step):
@@ -128,15 +126,25 @@ class _Search:
             block += norms[None, :]
             block += self.qn[part, None]
             self.pairs += block.size
-            mins = block.min(axis=1).astype(np.float64)
+            arg = block.argmin(axis=1)
+            mins = block[np.arange(len(part)), arg].astype(np.float64)
             near = mins <= self.best[part] + self.width[part]
-            if near.any():
-                sub = part[near]
-                best = np.minimum(self.best[sub], mins[near])
-                near_block = block if len(sub) == len(part) else block[near]
-                hit_r, hit_c = np.nonzero(near_block <= (best + self.width[sub]).astype(np.float32)[:, None])
-                self.found.append((sub[hit_r], cols[hit_c], near_block[hit_r, hit_c].astype(np.float64)))
-                self.best[sub] = best
+            if not near.any():
+                continue
+            sub, arg, mins = part[near], arg[near], mins[near]
+            best = np.minimum(self.best[sub], mins)
+            self.best[sub] = best
+            self.found.append((sub, cols[arg], mins))
+            # Other rows within the width of the best: rare, so look for them only where the
+            # second smallest value says there are any (a full scan with nonzero costs 20 %).
+            near_block = block if len(sub) == len(part) else block[near]
+            near_block[np.arange(len(sub)), arg] = np.inf
+            limit = ((best + self.width[sub]) * (1 + 1e-6)).astype(np.float32)  # rounded up, never down
+            more = near_block.min(axis=1) <= limit
+            if more.any():
+                hit_r, hit_c = np.nonzero(near_block[more] <= limit[more, None])
+                values = near_block[more][hit_r, hit_c].astype(np.float64)
+                self.found.append((sub[more][hit_r], cols[hit_c], values))
 
     def result(self) -> tuple[np.ndarray, np.ndarray]:
         """The nearest row of every query by direct distance among the rows within ``width`` of its best."""
@@ -181,7 +189,7 @@ def nearest_in_clusters(
     total = m * int(sizes[live].sum())
 
     if 2.0 * dim * total < MIN_PRUNE_FLOPS:  # a few ms of products: bounds cannot win back their cost
-        search.meet(np.arange(m), 0, len(bank.rows), int(sizes.sum()), DENSE_BUDGET_BYTES)
+        search.meet(np.arange(m), 0, len(bank.rows), int(sizes.sum()))
         distances, rows = search.result()
         return Nearest(distances=distances.astype(np.float32), rows=rows, pairs=search.pairs, total=total)
 
@@ -237,7 +245,7 @@ def nearest_in_clusters(
                 search.meet(by_first[bounds[j] : bounds[j + 1]], starts[j], stops[j], sizes[j])
         open_t, busy, pruned_flops = plan(search.upper_bound())
     if hopeless or first_flops + pruned_flops > DENSE_FRACTION * dense_flops:
-        search.meet(everyone, 0, len(bank.rows), int(sizes.sum()), DENSE_BUDGET_BYTES)
+        search.meet(everyone, 0, len(bank.rows), int(sizes.sum()))
     else:
         with threadpool_limits(limits=1, user_api="blas"):
             for j in busy:
