@@ -56,8 +56,9 @@ from methods.nearest import DEFAULT_BUDGET_BYTES, chunk_rows, squared_norms
 DENSE_FRACTION = 0.5
 # Below this many brute-force flops (~20 ms) the bounds' fixed costs (centre distances, calls) do not pay.
 MIN_PRUNE_FLOPS = 1.5e9
-# The same test on guessed bounds (the nearest centre as the nearest row), more lenient: they are guesses.
-ESTIMATE_FRACTION = 0.9
+# The same test on guessed bounds (the nearest centre as the nearest row): measured 1.1-1.25 x the real
+# share on structured data, hence the margin over DENSE_FRACTION.
+ESTIMATE_FRACTION = 0.6
 # What one small product costs beyond its multiply-adds (about 50-100 us of Python and NumPy calls).
 CALL_FLOPS = 3e6
 # Below this share of a cluster's rows in the gallery its rows are gathered; above, masked by infinite norms.
