@@ -11,8 +11,8 @@ keeps a margin for float32 rounding (``methods.coreset_bounds``), so a point
 is skipped only when the plain float32 step would have left its minimum alone
 too: the selection is the plain loop's, up to floating-point ties. Features
 without low-dimensional structure (no test rules much out) fall back to the
-plain pass for the first ``LAZY_AFTER`` steps; a loss after that hands the
-remaining steps to the lazy loop (``methods.coreset_lazy``), which reads only the
+plain pass and the bounds are tried less often; when they keep losing
+(``LOSSES_BEFORE_LAZY`` tries in a row), the remaining steps go to the lazy loop (``methods.coreset_lazy``), which reads only the
 points that might be the farthest and computes their distances as
 matrix-matrix products. It takes over the running minima as they are (exact),
 so the selection stays the plain loop's.
@@ -36,9 +36,11 @@ from methods.coreset_threads import ThreadChoice
 DENSE_FRACTION = 0.5
 # After a plain fallback the bounds are tried again after 2, 4, ... up to this many steps.
 MAX_BACKOFF = 32
-# When the bounds lose at or after this step, the lazy loop (``methods.coreset_lazy``) takes over
-# for good: the tree will not start winning once the balls overlap every new centre this late.
-LAZY_AFTER = 32
+# After this many tries of the bounds lost in a row (the backoff at its longest: some 60 steps),
+# the lazy loop (``methods.coreset_lazy``) takes over for good. A single loss is no sign: the
+# tree loses a step now and then where it wins the rest (object-like features, 160,000 points,
+# where it beats the lazy loop).
+LOSSES_BEFORE_LAZY = 6
 PROGRESS_EVERY = 64
 
 # progress(done, total): how many of the points to select are chosen so far.
@@ -54,13 +56,13 @@ def greedy_numpy(
     prefix_dims: int = PREFIX_DIMS,
     progress: Progress | None = None,
     stats: CoresetStats | None = None,
-    lazy_after: int = LAZY_AFTER,
+    lazy: bool | None = None,
 ) -> np.ndarray:
     """Greedy k-center on ``points`` ``[N, d]`` from ``start``: ``[n_select]`` int64 indices.
 
     ``stats``, when given, is filled with what each test ruled out (its counts add up
-    to N x (n_select - 1) point-steps). ``lazy_after``: the step from which a loss of
-    the bounds hands over to the lazy loop (0: lazy from the first step; n_select: never).
+    to N x (n_select - 1) point-steps). ``lazy``: None hands over to the lazy loop when the bounds
+    keep losing; True runs it from the first step, False never.
 
     ``progress(done, n_select)`` is called every ``PROGRESS_EVERY`` steps and at
     the end. BLAS runs on one thread (the pruned steps' products are a few MB: a second
@@ -74,7 +76,7 @@ def greedy_numpy(
         return selected
     with threadpool_limits(limits=1, user_api="blas"):
         search = PrunedSearch(
-            LeafLayout.build(points, leaf_size, prefix_dims=prefix_dims), n_select, lazy_after=lazy_after
+            LeafLayout.build(points, leaf_size, prefix_dims=prefix_dims), n_select, lazy=lazy
         )
         centre = start
         for step in range(1, n_select):
@@ -113,10 +115,11 @@ class PrunedSearch:
     the next step tests the bounds).
     """
 
-    def __init__(self, layout: LeafLayout, n_select: int | None = None, lazy_after: int = LAZY_AFTER):
+    def __init__(self, layout: LeafLayout, n_select: int | None = None, lazy: bool | None = None):
         self.layout = layout
-        # Centres the lazy loop may still add; None: never hand over.
-        self.n_select, self.lazy_after, self.lazy = n_select, lazy_after, None
+        # n_select: the lazy loop's capacity (None: never hand over); lazy as in greedy_numpy.
+        self.n_select, self.lazy_mode, self.lazy = n_select, (lazy if n_select is not None else False), None
+        self.losses = 0  # tries of the bounds lost in a row
         n_leaves, per_leaf, dim = layout.points.shape
         prefix_dims = layout.prefix.shape[2]
         self.min_sq = np.where(layout.valid, np.float32(np.inf), np.float32(-np.inf))
@@ -150,19 +153,28 @@ class PrunedSearch:
         slot = self.layout.slot_of[centre]
         if self.lazy is not None:
             return self.lazy_step(slot)
+        if self.lazy_mode:
+            return self.hand_over(slot)
         active = self.active_leaves(slot) if self.step >= self.next_bound_step else None
-        if active is None or len(active) > DENSE_FRACTION * self.layout.n_leaves:
-            if self.n_select is not None and self.step >= self.lazy_after:
-                lay = self.layout
-                self.lazy = LazyMinima(
-                    lay.points.reshape(-1, lay.points.shape[2]), lay.sq_norms.reshape(-1),
-                    self.min_sq.reshape(-1), lay.order.reshape(-1), self.n_select - self.step,
-                )
-                return self.lazy_step(slot)
+        lost = active is not None and len(active) > DENSE_FRACTION * self.layout.n_leaves
+        if active is not None:
+            self.losses = self.losses + 1 if lost else 0
+        if active is None or lost:
+            if self.lazy_mode is None and self.losses >= LOSSES_BEFORE_LAZY:
+                return self.hand_over(slot)
             self.plain_update(slot)
             return self.farthest_plain()
         self.pruned_update(slot, active)
         return self.farthest_pruned()
+
+    def hand_over(self, slot: int) -> int:
+        """The lazy loop takes the (exact) running minima over from here on; one step of it."""
+        lay = self.layout
+        self.lazy = LazyMinima(
+            lay.points.reshape(-1, lay.points.shape[2]), lay.sq_norms.reshape(-1),
+            self.min_sq.reshape(-1), lay.order.reshape(-1), self.n_select - self.step,
+        )
+        return self.lazy_step(slot)
 
     def lazy_step(self, slot: int) -> int:
         """One step of the lazy loop; returns the next centre's point index."""
