@@ -11,8 +11,11 @@ The bank is stored cluster by cluster (``methods.bank_clusters``): centre
    (the triangle inequality: every member is farther than a row already seen).
    Each cluster then meets, in one product, only the queries it is not ruled
    out for. When that leaves more than ``DENSE_FRACTION`` of the brute-force
-   work, every query meets the whole bank instead (unstructured data: no
-   bounds pay, and the bounds cost 1-3 % on top).
+   work (a cost model counting calls too), every query meets the whole bank
+   instead; when the centre distances alone already predict that, step 2 is
+   skipped (unstructured data: no bounds pay, and they cost a few % on top);
+   below ``MIN_PRUNE_FLOPS`` nothing is tried. The dense pass keeps the
+   near-tie handling below, so every path returns the same rows.
 
 Why it is exact in float32. Products give ``v = |q|^2 - 2 q.b + |b|^2`` with
 an error of at most ``e_q = rounding_slack(D) * (|q| + |b|)^2 / 2`` (Higham's
