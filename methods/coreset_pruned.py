@@ -12,7 +12,7 @@ is skipped only when the plain float32 step would have left its minimum alone
 too: the selection is the plain loop's, up to floating-point ties. Features
 without low-dimensional structure (no test rules much out) fall back to the
 plain pass and the bounds are tried less often; when they keep losing
-(``LOSSES_BEFORE_LAZY`` tries in a row), the remaining steps go to the lazy loop (``methods.coreset_lazy``), which reads only the
+(most of the last ``LAZY_WINDOW`` steps plain), the remaining steps go to the lazy loop (``methods.coreset_lazy``), which reads only the
 points that might be the farthest and computes their distances as
 matrix-matrix products. It takes over the running minima as they are (exact),
 so the selection stays the plain loop's.
@@ -20,6 +20,7 @@ so the selection stays the plain loop's.
 
 from __future__ import annotations
 
+import collections
 import math
 from typing import Callable
 
@@ -36,11 +37,12 @@ from methods.coreset_threads import ThreadChoice
 DENSE_FRACTION = 0.5
 # After a plain fallback the bounds are tried again after 2, 4, ... up to this many steps.
 MAX_BACKOFF = 32
-# After this many tries of the bounds lost in a row (the backoff at its longest: some 60 steps),
-# the lazy loop (``methods.coreset_lazy``) takes over for good. A single loss is no sign: the
-# tree loses a step now and then where it wins the rest (object-like features, 160,000 points,
-# where it beats the lazy loop).
-LOSSES_BEFORE_LAZY = 6
+# When at least this share of the last LAZY_WINDOW steps were plain, the lazy loop
+# (``methods.coreset_lazy``) takes over for good. A loss now and then is no sign: the tree
+# loses the first few dozen steps of object-like features and wins the rest (at 160,000
+# points it beats the lazy loop there).
+LAZY_WINDOW = 64
+LAZY_PLAIN_SHARE = 0.75
 PROGRESS_EVERY = 64
 
 # progress(done, total): how many of the points to select are chosen so far.
@@ -119,7 +121,7 @@ class PrunedSearch:
         self.layout = layout
         # n_select: the lazy loop's capacity (None: never hand over); lazy as in greedy_numpy.
         self.n_select, self.lazy_mode, self.lazy = n_select, (lazy if n_select is not None else False), None
-        self.losses = 0  # tries of the bounds lost in a row
+        self.recent_plain = collections.deque(maxlen=LAZY_WINDOW)  # was each of the last steps plain
         n_leaves, per_leaf, dim = layout.points.shape
         prefix_dims = layout.prefix.shape[2]
         self.min_sq = np.where(layout.valid, np.float32(np.inf), np.float32(-np.inf))
@@ -156,11 +158,11 @@ class PrunedSearch:
         if self.lazy_mode:
             return self.hand_over(slot)
         active = self.active_leaves(slot) if self.step >= self.next_bound_step else None
-        lost = active is not None and len(active) > DENSE_FRACTION * self.layout.n_leaves
-        if active is not None:
-            self.losses = self.losses + 1 if lost else 0
-        if active is None or lost:
-            if self.lazy_mode is None and self.losses >= LOSSES_BEFORE_LAZY:
+        plain = active is None or len(active) > DENSE_FRACTION * self.layout.n_leaves
+        self.recent_plain.append(plain)
+        if plain:
+            if (self.lazy_mode is None and len(self.recent_plain) == LAZY_WINDOW
+                    and sum(self.recent_plain) >= LAZY_PLAIN_SHARE * LAZY_WINDOW):
                 return self.hand_over(slot)
             self.plain_update(slot)
             return self.farthest_plain()

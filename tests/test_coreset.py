@@ -234,3 +234,110 @@ def test_quiet_hides_the_coreset_bar_even_on_a_terminal(monkeypatch):
         shown[quiet] = "coreset" in terminal.getvalue()
     log.setup()
     assert shown == {False: True, True: False}
+
+
+# --- the lazy loop (where the bounds lose) and what each test ruled out -------------------------
+
+
+def _inputs(kind, n, seed):
+    """Texture-like, object-like and Gaussian features, projected as PatchCore does."""
+    from bench.profile_inputs import gaussian_features, patch_like_features
+    from tests.coreset_inputs import texture_like_features
+
+    make = {"texture": texture_like_features, "object": patch_like_features, "gaussian": gaussian_features}[kind]
+    return random_projection(make(n, dim=96, seed=seed), 48, seed)
+
+
+def _movers(points, selected):
+    """(point, step) pairs whose minimum the plain float64 loop lowers: any exact loop computes them."""
+    x = points.astype(np.float64)
+    min_sq = np.full(len(x), np.inf)
+    count = 0
+    for centre in selected[:-1]:
+        dist = ((x - x[centre]) ** 2).sum(axis=1)
+        count += int(np.count_nonzero(dist < min_sq))
+        min_sq = np.minimum(min_sq, dist)
+        min_sq[centre] = -np.inf
+    return count
+
+
+@pytest.mark.parametrize("kind", ["texture", "object", "gaussian"])
+@pytest.mark.parametrize("lazy", [True, None])
+def test_lazy_selection_is_the_plain_loops(kind, lazy):
+    from methods.coreset_stats import CoresetStats
+
+    x = _inputs(kind, 3000, seed=3)
+    stats = CoresetStats(points=len(x), selected=300)
+    got = greedy_numpy(x, 17, 300, stats=stats, lazy=lazy)
+    np.testing.assert_array_equal(got, plain_greedy(x, 17, 300))
+    assert stats.lazy_steps > (250 if lazy else 0) or kind == "object"
+
+
+def test_textures_hand_over_to_the_lazy_loop_and_low_rank_features_keep_the_tree():
+    from methods.coreset_stats import CoresetStats
+
+    counts = {}
+    for kind, x in (("texture", _inputs("texture", 4000, seed=1)), ("low rank", low_rank(4000, 48, 3, seed=1))):
+        counts[kind] = CoresetStats(points=len(x), selected=400)
+        np.testing.assert_array_equal(greedy_numpy(x, 0, 400, stats=counts[kind]), plain_greedy(x, 0, 400))
+    assert counts["texture"].lazy_steps > 300 and counts["texture"].fractions()["lazy"] > 0.2
+    assert counts["low rank"].lazy_steps == 0 and counts["low rank"].pruned_steps > 250
+
+
+def test_lazy_duplicates_are_chosen_once_and_the_lowest_index_wins_a_tie():
+    x = np.array([[0, 0], [3, 4], [-3, -4], [5, 0], [0, 1]], dtype=np.float32)
+    assert greedy_numpy(x, 0, 5, lazy=True).tolist() == plain_greedy(x, 0, 5).tolist()
+    dup = np.repeat(low_rank(200, 12, 3, seed=8), 3, axis=0)
+    got = greedy_numpy(dup, 0, 250, lazy=True)
+    assert len(set(got.tolist())) == 250
+    ref = plain_greedy(dup, 0, 250)
+    np.testing.assert_array_equal(dup[got[:200]], dup[ref[:200]])
+    assert tie_gaps(dup, got).max() <= float32_tie(dup)
+    # Exact ties everywhere: points on a grid, many at the same distance; the lowest index each time.
+    grid = np.stack(np.meshgrid(np.arange(12), np.arange(12)), axis=-1).reshape(-1, 2).astype(np.float32)
+    grid = np.concatenate([grid, grid[::-1]])
+    np.testing.assert_array_equal(greedy_numpy(grid, 5, 200, lazy=True), plain_greedy(grid, 5, 200))
+
+
+@pytest.mark.parametrize("lazy", [False, True, None])
+def test_statistics_add_up_to_every_point_step(lazy):
+    from methods.coreset_stats import RULED_OUT, CoresetStats
+
+    x = _inputs("texture", 2000, seed=4) if lazy is not False else low_rank(2000, 24, 3, seed=4)
+    stats = CoresetStats(points=len(x), selected=200)
+    got = greedy_numpy(x, 9, 200, stats=stats, lazy=lazy)
+    counts = [getattr(stats, name) for name in (*RULED_OUT, "full")]
+    assert min(counts) >= 0 and sum(counts) == len(x) * 199 == stats.point_steps
+    assert sum(stats.fractions().values()) == pytest.approx(1.0)
+    assert stats.plain_steps + stats.pruned_steps + stats.lazy_steps == 199
+    # Every lowered minimum needs its distance computed; a plain step computes all of them.
+    assert stats.full >= max(_movers(x, got), len(x) * stats.plain_steps)
+    if lazy is False:
+        assert stats.lazy == 0 and stats.pruned_steps > 0 and min(stats.leaf, stats.point) > 0
+    else:
+        assert stats.group == stats.leaf == stats.point == 0 and stats.full < 0.9 * stats.point_steps
+
+
+def test_plain_steps_compute_every_point():
+    from methods.coreset_stats import CoresetStats
+
+    x = np.random.default_rng(7).normal(size=(1500, 64)).astype(np.float32)
+    stats = CoresetStats(points=len(x), selected=40)
+    greedy_numpy(x, 5, 40, stats=stats, lazy=False)
+    assert stats.plain_steps == 39 and stats.full == 39 * 1500
+
+
+@pytest.mark.parametrize("paddle", [False, True])
+def test_each_coreset_logs_what_its_tests_ruled_out(paddle, caplog):
+    x = _inputs("texture", 1000, seed=2)
+    stats = {}
+    with caplog.at_level("INFO", logger="patchbench.coreset"), kernel_backend.backend(
+        "paddle" if paddle else "numpy"
+    ):
+        greedy_coreset(x, 100, seed=0, stats=stats)
+    lines = [r.getMessage() for r in caplog.records if r.name == "patchbench.coreset"]
+    assert len(lines) == 1 and "100 of 1000 points" in lines[0] and "computed in full" in lines[0]
+    fractions = [stats[f"fraction_{name}"] for name in ("group", "leaf", "point", "lazy", "full")]
+    assert sum(fractions) == pytest.approx(1.0) and stats["point_steps"] == 1000 * 99
+    if paddle:
+        assert stats["fraction_full"] == 1.0 and stats["plain_steps"] == 99
