@@ -30,6 +30,8 @@ import numpy as np
 
 # Points probed first each step for a lower bound of the farthest distance.
 PROBES = 16
+# Distances per product at most (16 MB of float32): a poor probe step must not allocate N x k.
+BLOCK = 1 << 22
 
 
 class LazyMinima:
@@ -90,8 +92,7 @@ class LazyMinima:
         """Fold every centre ``slots`` ``[m]`` miss into their minima: one product per staleness class.
 
         Classes are powers of two of the number missed, so a product computes at most twice
-        the distances it needs (the extra ones, already folded in, are masked out, not folded
-        twice with another rounding).
+        the distances it needs; a class is split into products of at most ``BLOCK`` distances.
         """
         slots = slots[self.applied[slots] < self.count]
         if not len(slots):
@@ -100,14 +101,22 @@ class LazyMinima:
         classes = np.log2(missed).astype(np.int64)  # exact for powers of two
         for cls in np.unique(classes):
             group = slots[classes == cls]
-            first = self.applied[group]
-            lo = int(first.min())
-            dist = self.points[group] @ self.centres[lo : self.count].T  # [m, missed]
-            dist += self.centre_sq[lo : self.count]
-            if first.max() > lo:
-                dist[np.arange(self.count - lo) < (first - lo)[:, None]] = np.inf
-            nearest = dist.min(axis=1)
-            nearest += self.sq_norms[group]
-            self.min_sq[group] = np.minimum(self.min_sq[group], nearest)
-            self.applied[group] = self.count
-            self.evaluated += int((self.count - first).sum())
+            rows = max(1, BLOCK // int(self.count - self.applied[group].min()))
+            for lo in range(0, len(group), rows):
+                self.fold(group[lo : lo + rows])
+
+    def fold(self, group: np.ndarray) -> None:
+        """Fold the centres each of ``group`` ``[m]`` misses into its minimum, with one product."""
+        first = self.applied[group]
+        lo = int(first.min())
+        dist = self.points[group] @ self.centres[lo : self.count].T  # [m, missed]
+        dist += self.centre_sq[lo : self.count]
+        if first.max() > lo:
+            # Centres already folded in are not folded twice (their distances would round anew).
+            dist[np.arange(self.count - lo) < (first - lo)[:, None]] = np.inf
+        # Rounding is monotonic, so adding |x|^2 after the minimum gives the minimum of the sums.
+        nearest = dist.min(axis=1)
+        nearest += self.sq_norms[group]
+        self.min_sq[group] = np.minimum(self.min_sq[group], nearest)
+        self.applied[group] = self.count
+        self.evaluated += int((self.count - first).sum())

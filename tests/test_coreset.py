@@ -341,3 +341,13 @@ def test_each_coreset_logs_what_its_tests_ruled_out(paddle, caplog):
     assert sum(fractions) == pytest.approx(1.0) and stats["point_steps"] == 1000 * 99
     if paddle:
         assert stats["fraction_full"] == 1.0 and stats["plain_steps"] == 99
+
+
+def test_lazy_products_split_into_blocks_select_the_same(monkeypatch):
+    from methods import coreset_lazy
+
+    x = _inputs("texture", 1500, seed=6)
+    whole = greedy_numpy(x, 2, 150, lazy=True)
+    monkeypatch.setattr(coreset_lazy, "BLOCK", 40)  # fewer distances than one row of some products
+    np.testing.assert_array_equal(greedy_numpy(x, 2, 150, lazy=True), whole)
+    np.testing.assert_array_equal(whole, plain_greedy(x, 2, 150))
