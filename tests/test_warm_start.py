@@ -202,3 +202,29 @@ def test_measure_start_runs_cold_warm_then_warm_model_per_backbone(tmp_path, mon
     assert [(m.state, m.backbone) for m in results] == expected
     assert seen == [f"{state} {b}" for state, b in expected]  # the process saw the cache state it is named by
     assert all(m.phases == {"fit": 1.5, "report": 0.5} and m.phases_s == 2.0 and m.wall_s > 0 for m in results)
+
+
+PROGRAM = """
+import atexit, sys
+from bench.cli import main
+
+class Teardown:
+    def __del__(self):
+        print("interpreter torn down")
+
+kept = Teardown()
+atexit.register(print, "exit handler ran")
+sys.argv = ["bench.py", *sys.argv[1:]]
+sys.exit(main())
+"""
+
+
+def test_the_program_exits_without_tearing_the_interpreter_down():
+    done = subprocess.run([sys.executable, "-c", PROGRAM, "--list-methods"], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("padim") and "patchcore" in done.stdout  # piped, so buffered: flushed
+    assert lines[-1] == "exit handler ran" and "interpreter torn down" not in done.stdout
+    # Called with argv (tests, other code) main returns instead.
+    assert main(["--list-methods"]) == 0
