@@ -22,6 +22,8 @@ KMEANS_STEPS = 6
 CHUNK_ROWS = 8192
 # Radii are computed in float64 from exactly representable values; this covers its rounding.
 RADIUS_INFLATION = 1 + 1e-12
+# Members farther than this times their cluster's median distance go to clusters of their own.
+OUTLIER_SPREAD = 2.0
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,31 @@ def kmeans(x: np.ndarray, n_clusters: int, seed: int) -> tuple[np.ndarray, np.nd
     return renumber[labels], centres[used]
 
 
+def split_outliers(x: np.ndarray, labels: np.ndarray, centres: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Move each cluster's far members (beyond ``OUTLIER_SPREAD`` x its median distance to the centre)
+    into clusters of their own: a radius is its farthest member's, and a few strays would make every
+    bound of their cluster loose. Returns labels ``[N]`` and centres ``[C'', D]`` like ``kmeans``."""
+    dist = np.empty(len(x))
+    for start in range(0, len(x), CHUNK_ROWS):
+        part = slice(start, start + CHUNK_ROWS)
+        diff = x[part] - centres[labels[part]]
+        dist[part] = np.sqrt(np.einsum("ij,ij->i", diff, diff))
+    order = np.argsort(labels, kind="stable")
+    starts = np.searchsorted(labels[order], np.arange(len(centres)))
+    median = np.array([np.median(chunk) if len(chunk) else 0.0 for chunk in np.split(dist[order], starts[1:])])
+    far = dist > OUTLIER_SPREAD * median[labels]
+    if far.sum() < 2:
+        return labels, centres
+    far_labels, far_centres = kmeans(x[far], default_clusters(int(far.sum()), 1.0), seed + 1)
+    labels = labels.copy()
+    labels[far] = len(centres) + far_labels
+    centres = np.concatenate([centres, far_centres])
+    used = np.unique(labels)
+    renumber = np.full(len(centres), -1, dtype=np.int64)
+    renumber[used] = np.arange(len(used))
+    return renumber[labels], centres[used]
+
+
 def member_radii(rows: np.ndarray, labels: np.ndarray, centres: np.ndarray, n_groups: int,
                  groups: np.ndarray | None = None) -> np.ndarray:
     """Largest ``|row - centre[label]|`` per (group, cluster), float64, rounded up: ``[n_groups, C]``.
@@ -129,7 +156,7 @@ def cluster_bank(bank: np.ndarray, n_clusters: int | None = None, seed: int = 0)
     bank = np.ascontiguousarray(bank, dtype=np.float32)
     if n_clusters is None:
         n_clusters = default_clusters(len(bank))
-    labels, centres = kmeans(bank, n_clusters, seed)
+    labels, centres = split_outliers(bank, *kmeans(bank, n_clusters, seed), seed)
     order = np.argsort(labels, kind="stable")
     return arrange(bank, labels, centres, order)
 

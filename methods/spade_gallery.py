@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from methods.bank_clusters import ClusteredBank, arrange, default_clusters, kmeans, member_radii
+from methods.bank_clusters import ClusteredBank, arrange, default_clusters, kmeans, member_radii, split_outliers
 from methods.bank_index import Nearest, nearest_in_clusters
 from methods.nearest import DEFAULT_BUDGET_BYTES
 
@@ -38,7 +38,7 @@ def gallery_index(train: np.ndarray, seed: int = 0, n_clusters: int | None = Non
     """Index the training positions ``[N_train, P, C]`` of one pyramid level."""
     n_train, p, c = train.shape
     rows = np.ascontiguousarray(train.reshape(n_train * p, c), dtype=np.float32)
-    labels, centres = kmeans(rows, default_clusters(len(rows), 1.0) if n_clusters is None else n_clusters, seed)
+    labels, centres = split_outliers(rows, *kmeans(rows, default_clusters(len(rows), 1.0) if n_clusters is None else n_clusters, seed), seed)
     image = np.repeat(np.arange(n_train), p)
     order = np.lexsort((image, labels))  # by cluster, then image
     bank = arrange(rows, labels, centres, order)

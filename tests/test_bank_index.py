@@ -165,3 +165,15 @@ def test_gallery_search_matches_brute_force_over_the_gallery(k, queries_like_tra
     _, ref = brute(test, gallery)
     np.testing.assert_allclose(found.distances, ref, rtol=1e-5, atol=1e-6)
     assert np.isin(index.image_of_row[found.rows], images).all()
+
+
+def test_strays_get_clusters_of_their_own():
+    rng = np.random.default_rng(15)
+    x = rng.normal(size=(400, 6)).astype(np.float32) * np.float32(0.1)
+    x[:3] += 50  # three strays
+    clustered = cluster_bank(x, n_clusters=1, seed=0)
+    stray_clusters = np.unique(clustered.labels[np.isin(clustered.source, [0, 1, 2])])
+    assert len(clustered.centres) >= 2 and not np.isin(clustered.labels[clustered.source >= 3], stray_clusters).any()
+    assert clustered.radii.min() < 1  # the bulk's ball no longer reaches out to the strays
+    diff = clustered.rows.astype(np.float64) - clustered.centres[clustered.labels]
+    assert np.all(np.linalg.norm(diff, axis=1) <= clustered.radii[clustered.labels])
