@@ -11,11 +11,11 @@ keeps a margin for float32 rounding (``methods.coreset_bounds``), so a point
 is skipped only when the plain float32 step would have left its minimum alone
 too: the selection is the plain loop's, up to floating-point ties. Features
 without low-dimensional structure (no test rules much out) fall back to the
-plain pass and the bounds are tried less often; when they keep losing
-(most of the last ``LAZY_WINDOW`` steps plain), the remaining steps go to the lazy loop (``methods.coreset_lazy``), which reads only the
-points that might be the farthest and computes their distances as
-matrix-matrix products. It takes over the running minima as they are (exact),
-so the selection stays the plain loop's.
+plain pass and the bounds are tried less often; when they keep losing (most of
+the last ``LAZY_WINDOW`` steps plain: textures), the remaining steps go to the
+lazy loop (``methods.coreset_lazy``), which brings up to date only the points
+that might be the farthest, with matrix-matrix products. It takes the running
+minima over as they are (exact), so the selection stays the plain loop's.
 """
 
 from __future__ import annotations
@@ -63,8 +63,8 @@ def greedy_numpy(
     """Greedy k-center on ``points`` ``[N, d]`` from ``start``: ``[n_select]`` int64 indices.
 
     ``stats``, when given, is filled with what each test ruled out (its counts add up
-    to N x (n_select - 1) point-steps). ``lazy``: None hands over to the lazy loop when the bounds
-    keep losing; True runs it from the first step, False never.
+    to N x (n_select - 1) point-steps). ``lazy``: None hands over to the lazy loop
+    when the bounds keep losing; True runs it from the first step, False never.
 
     ``progress(done, n_select)`` is called every ``PROGRESS_EVERY`` steps and at
     the end. BLAS runs on one thread (the pruned steps' products are a few MB: a second

@@ -1,4 +1,4 @@
-"""What the CPU coreset loop read: of all (point, step) pairs, the share each test ruled out and the share computed in full.
+"""What the CPU coreset loop read: per test, the share of (point, step) pairs it ruled out.
 
 A plain step computes the distance of every point to the new centre: N
 point-steps. The pruned loop rules some out before reading them -- by the ball
