@@ -33,18 +33,14 @@ module does it itself when it is imported first.
 from __future__ import annotations
 
 import contextlib
-import functools
 import glob
-import json
 import os
 import shutil
 import socket
 import sys
 import tempfile
-import time
 import urllib.parse
 import urllib.request
-import warnings
 from typing import Callable, Iterable
 
 import numpy as np
@@ -54,38 +50,19 @@ from bench.filehash import file_sha256
 from bench.log import logger
 from bench.model_weights import file_weights_id, random_weights_id
 from bench.paddle_build import compiled_with_cuda
+from bench.paddle_import import paddle as _paddle
 from bench.quiet_stderr import drop_lines
+from bench.saved_model import remove_model, saved_model_problem, write_sizes
 from bench.threads import configure_cpu_env, cpu_count
+from bench.trunk import STAGES, on_cpu, trunk_class
 from datasets.cache_root import cache_root
 
 if "paddle" not in sys.modules:
     configure_cpu_env()
 
-_import_seconds = 0.0
-
-
-def _paddle():
-    """The ``paddle`` module, imported (quietly, after ``configure_cpu_env``) on first use."""
-    global _import_seconds
-    if "paddle.inference" not in sys.modules:
-        started = time.perf_counter()
-        # Paddle warns at import that ccache (for compiling C++ extensions, which we never do) is
-        # missing, and that OMP_NUM_THREADS is not 1, which configure_cpu_env chose on purpose.
-        with warnings.catch_warnings(), drop_lines("OMP_NUM_THREADS set to", "PLEASE USE OMP_NUM_THREADS WISELY"):
-            warnings.filterwarnings("ignore", message="No ccache found")
-            import paddle.inference  # noqa: F401
-        _import_seconds = time.perf_counter() - started
-    return sys.modules["paddle"]
-
-
-def paddle_import_seconds() -> float:
-    """How long this module's import of Paddle took (0.0 if it never imported it): start-up, not work."""
-    return _import_seconds
-
 # Printed by Paddle's C++ while tracing any model; it concerns an op argument the trunk never uses.
 TRACING_NOISE = "Paddle static graph(PIR) not support input out tensor"
 
-STAGES = ("layer1", "layer2", "layer3", "layer4")
 LAYERS = STAGES + ("avgpool",)
 CHANNELS = {
     "resnet18": dict(zip(STAGES, (64, 128, 256, 512))),
@@ -108,40 +85,6 @@ def feature_shape(name: str, layer: str, image_size: tuple[int, int]) -> tuple[i
     for _ in range(halvings):
         h, w = (h + 1) // 2, (w + 1) // 2
     return (channels, h, w)
-
-
-@functools.lru_cache(maxsize=1)
-def _trunk_class():
-    """The trunk Layer class; defined on first use, since subclassing needs Paddle imported."""
-    paddle = _paddle()
-
-    class _Trunk(paddle.nn.Layer):
-        """ResNet stem and stages up to the deepest of ``layers`` (canonical order; avgpool needs layer4).
-
-        ``forward(x [N, 3, H, W])`` returns a tuple with one tensor per layer, in order.
-        """
-
-        def __init__(self, net, layers: tuple[str, ...]):
-            super().__init__()
-            self.layers = layers
-            deepest = max(STAGES.index("layer4" if layer == "avgpool" else layer) for layer in layers)
-            self.stem = paddle.nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
-            self.stages = paddle.nn.LayerList([getattr(net, s) for s in STAGES[: deepest + 1]])
-
-        def forward(self, x):
-            x = self.stem(x)
-            outputs = []
-            for name, stage in zip(STAGES, self.stages):
-                x = stage(x)
-                if name in self.layers:
-                    outputs.append(x)
-            if "avgpool" in self.layers:
-                # adaptive_avg_pool2d, not mean(): same numbers, but Paddle's oneDNN
-                # reduce_mean check prints a stray line to stdout.
-                outputs.append(paddle.nn.functional.adaptive_avg_pool2d(x, 1).flatten(1))
-            return tuple(outputs)
-
-    return _Trunk
 
 
 class Backbone:
@@ -257,7 +200,7 @@ class Backbone:
     def trunk(self, layers: Iterable[str]):
         """The eager Paddle trunk (a ``paddle.nn.Layer``) in eval mode: ``forward(x)`` returns one
         tensor per layer, in canonical order (layer1..layer4, avgpool). Reference for tests."""
-        return _trunk_class()(self._model(), _canonical_layers(layers))
+        return trunk_class()(self._model(), _canonical_layers(layers))
 
     # -- internals -----------------------------------------------------------
 
@@ -277,7 +220,7 @@ class Backbone:
                     f"downloaded again ({error}); delete {self._weights_file} or pass --weights PATH"
                 ) from error
             self._imagenet_checked = True
-        with _on_cpu(self.seed):
+        with on_cpu(self.seed):
             net = getattr(paddle.vision.models, self.name)(num_classes=-1)  # no fc
         if self._weights_file is not None:
             _load_weights(net, self._weights_file, self.name)
@@ -305,7 +248,7 @@ class Backbone:
         except Exception as error:  # noqa: BLE001 - whatever Paddle raises for a damaged file
             logger.warning("warning: saved inference model %s cannot be loaded (%s); tracing it again",
                            folder, " ".join(str(error).split())[:300] or type(error).__name__)
-            _remove_model(folder)
+            remove_model(folder)
             return self._load_predictor(self._saved_model(layers, height, width))
 
     def _load_predictor(self, folder: str):
@@ -340,56 +283,16 @@ class Backbone:
             os.makedirs(self.cache_dir, exist_ok=True)
             staging = tempfile.mkdtemp(prefix=f".{key}.", dir=self.cache_dir)
             try:
-                with _on_cpu():
+                with on_cpu():
                     spec = paddle.static.InputSpec([None, 3, height, width], "float32", "images")
                     static = paddle.jit.to_static(self.trunk(layers), input_spec=[spec], full_graph=True)
                     paddle.jit.save(static, os.path.join(staging, "model"))
-                _write_sizes(staging)
+                write_sizes(staging)
                 with contextlib.suppress(OSError):  # lost a race: the winner's copy is identical
                     os.rename(staging, final)
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
         return final
-
-
-SIZES = "sizes.json"
-
-
-def _write_sizes(folder: str) -> None:
-    """Record every file's size in ``folder/sizes.json``: a later truncation is then caught before Paddle."""
-    sizes = {name: os.path.getsize(os.path.join(folder, name)) for name in sorted(os.listdir(folder))}
-    with open(os.path.join(folder, SIZES), "w", encoding="utf-8") as f:
-        json.dump(sizes, f)
-
-
-def saved_model_problem(folder: str) -> str | None:
-    """Why the saved model in ``folder`` cannot be complete, or None if its files are all there."""
-    try:
-        with open(os.path.join(folder, SIZES), encoding="utf-8") as f:
-            sizes = json.load(f)
-        if not isinstance(sizes, dict) or not sizes:
-            return f"{SIZES} is empty or not a mapping"
-    except (OSError, ValueError) as error:
-        return f"{SIZES} missing or unreadable ({error})"
-    if "model.pdiparams" not in sizes or not ({"model.json", "model.pdmodel"} & set(sizes)):
-        return f"{SIZES} names no model and parameters file"
-    for name, size in sizes.items():
-        path = os.path.join(folder, name)
-        if not os.path.isfile(path):
-            return f"{name} is missing"
-        if os.path.getsize(path) != size:
-            return f"{name} has {os.path.getsize(path)} bytes, not {size}"
-    return None
-
-
-def _remove_model(folder: str) -> None:
-    """Take a damaged saved model away: renamed first (atomic), so no other process loads it half-deleted."""
-    doomed = f"{folder}.damaged-{os.getpid()}"
-    try:
-        os.rename(folder, doomed)
-    except OSError:
-        return  # another process got there first
-    shutil.rmtree(doomed, ignore_errors=True)
 
 
 def _canonical_layers(layers: Iterable[str]) -> tuple[str, ...]:
@@ -418,29 +321,6 @@ def _resolve_device(device: str) -> str:
             f"(compiled with CUDA: {cuda}); install paddlepaddle-gpu or use --device cpu"
         )
     return device
-
-
-@contextlib.contextmanager
-def _on_cpu(seed: int | None = None):
-    """Run eager Paddle on CPU, without grad, seeded; then restore device and RNG state.
-
-    CPU: a seed then means the same weights on every machine. Restoring: building
-    the model (or not, on a cache hit) never shifts the random stream other code sees.
-    """
-    paddle = _paddle()
-    device = paddle.device.get_device()
-    cpu_state, cuda_state = paddle.get_rng_state("cpu"), paddle.get_cuda_rng_state()
-    paddle.device.set_device("cpu")
-    if seed is not None:
-        paddle.seed(seed)
-    try:
-        with paddle.no_grad():
-            yield
-    finally:
-        paddle.set_rng_state(cpu_state, "cpu")
-        if cuda_state:
-            paddle.set_cuda_rng_state(cuda_state)
-        paddle.device.set_device(device)
 
 
 def _cached_imagenet_file(name: str) -> str | None:

@@ -12,7 +12,7 @@ import json
 import shutil
 from pathlib import Path
 
-from bench.backbone import saved_model_problem
+from bench.saved_model import saved_model_problem
 from bench.features import MANIFEST, default_cache_dir
 from datasets.cache_root import cache_root
 

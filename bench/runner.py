@@ -216,10 +216,10 @@ def run_phases(made: list[dict], units_s: float, report_s: float, paddle_import_
 
 
 def _paddle_import_seconds() -> float:
-    """How long ``bench.backbone``'s import of Paddle took in this process (0.0 if not yet): start-up,
+    """How long the harness's import of Paddle took in this process (0.0 if not yet): start-up,
     even when it happens inside the first extraction."""
-    backbone = sys.modules.get("bench.backbone")
-    return backbone.paddle_import_seconds() if backbone is not None else 0.0
+    lazy = sys.modules.get("bench.paddle_import")  # not imported: Paddle was not either, by the harness
+    return lazy.import_seconds() if lazy is not None else 0.0
 
 
 def row_key(row: dict, options, names: list[str]) -> tuple:
