@@ -20,8 +20,9 @@ The bank is stored cluster by cluster (``methods.bank_clusters``): centre
 Why it is exact in float32. Products give ``v = |q|^2 - 2 q.b + |b|^2`` with
 an error of at most ``e_q = rounding_slack(D) * (|q| + |b|)^2 / 2`` (Higham's
 bound for the two dot products and two additions, whatever the BLAS order;
-``methods.coreset_bounds`` doubles it; ``|b|`` is bounded by the bank's
-largest norm). So:
+``methods.coreset_bounds`` doubles it; for the rows that matter, ``|b| <=
+|q| + D`` with ``D`` a bound on the best distance so far, see
+``_Search.width``; the centre test uses the largest centre norm). So:
 
 - the upper bound ``u_q = sqrt(v_best + e_q)`` (float64, rounded up) is above
   the exact distance of the row that gave ``v_best``;
@@ -87,6 +88,12 @@ class Nearest:
         return self.pairs / max(1, self.total)
 
 
+def round_up_float32(x: np.ndarray) -> np.ndarray:
+    """float64 ``x`` as float32 values no smaller than ``x`` (a plain cast rounds to nearest)."""
+    y = x.astype(np.float32)
+    return np.where(y < x, np.nextafter(y, np.float32(np.inf)), y)
+
+
 class _Search:
     """The running state of one batch: the best expansion value per query and the near-best rows seen."""
 
@@ -99,22 +106,36 @@ class _Search:
         self.norms = bank.sq_norms if row_mask is None else np.where(row_mask, bank.sq_norms, np.float32(np.inf))
         self.budget_bytes = budget_bytes
         self.slack = rounding_slack(queries.shape[1])
-        q_norm = np.sqrt(self.qn.astype(np.float64))
-        # Twice the error bound of one expansion value: the width within which values cannot be ordered.
-        self.width = 2 * self.slack * (q_norm + bank.max_norm) ** 2 * (1 + BOUND_ROUNDING)
+        self.q_norm = np.sqrt(self.qn.astype(np.float64))
+        # The error bound of a value with any row (the bank's largest norm): only a first, loose bound.
+        self.e_any = self.slack / 2 * (self.q_norm + bank.max_norm) ** 2 * (1 + BOUND_ROUNDING)
         self.best = np.full(len(queries), np.inf)
         self.found: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self.pairs = 0
 
+    def width(self, best: np.ndarray, at) -> np.ndarray:
+        """Twice the error bound of the values that matter for queries ``at`` with best value ``best``:
+        the width within which values cannot be ordered.
+
+        The best row and any row nearer than it lie within ``D = sqrt(best + e_any)`` of ``q``, so
+        their norms are at most ``|q| + D`` and their values err by at most
+        ``slack/2 (2|q| + D)^2``: far less than ``e_any`` when the bank has rows of large norm.
+        ``best`` only falls during a search, so a width taken earlier covers the final one.
+        """
+        reach = np.sqrt(np.maximum(best + self.e_any[at], 0))
+        return self.slack * (2 * self.q_norm[at] + reach) ** 2 * (1 + BOUND_ROUNDING)
+
     def upper_bound(self) -> np.ndarray:
         """``[M]`` float64 above the exact distance of each query's best row so far."""
-        return np.sqrt(self.best + self.width / 2) * (1 + BOUND_ROUNDING)
+        everyone = slice(None)
+        return np.sqrt(self.best + self.width(self.best, everyone) / 2) * (1 + BOUND_ROUNDING)
 
-    def meet(self, qs: np.ndarray, start: int, stop: int, n_in: int) -> None:
-        """Queries ``qs`` against the gallery rows among stored rows ``start:stop`` (``n_in`` of them)."""
+    def meet(self, qs: np.ndarray, start: int, stop: int, n_in: int, gather: bool = False) -> None:
+        """Queries ``qs`` against the gallery rows among stored rows ``start:stop`` (``n_in`` of them);
+        ``gather``: copy the gallery rows out even if most rows are in it (the dense pass)."""
         if n_in == 0:
             return
-        if self.row_mask is not None and n_in < GATHER_BELOW * (stop - start):
+        if self.row_mask is not None and (gather or n_in < GATHER_BELOW * (stop - start)):
             cols = start + np.flatnonzero(self.row_mask[start:stop])
             rows, norms = self.bank.rows[cols], self.bank.sq_norms[cols]
         else:
@@ -126,34 +147,34 @@ class _Search:
         for at in range(0, len(qs), step):
             part = qs[at : at + step]
             block = buffer[: len(part)]
+            # -2 q.b + |b|^2: |q|^2 is added per query in float64 after the minimum, a pass saved
+            # (one rounding fewer than the bound e_q allows for).
             np.matmul(self.q[part] * np.float32(-2.0), rows.T, out=block)  # [m, n]
             block += norms[None, :]
-            block += self.qn[part, None]
             self.pairs += block.size
             arg = block.argmin(axis=1)
-            mins = block[np.arange(len(part)), arg].astype(np.float64)
-            near = mins <= self.best[part] + self.width[part]
+            q_sq = self.qn[part].astype(np.float64)
+            mins = block[np.arange(len(part)), arg] + q_sq
+            best = np.minimum(self.best[part], mins)
+            near = mins <= best + self.width(best, part)
             if not near.any():
                 continue
-            sub, arg, mins = part[near], arg[near], mins[near]
-            best = np.minimum(self.best[sub], mins)
+            sub, arg, mins, q_sq, best = part[near], arg[near], mins[near], q_sq[near], best[near]
             self.best[sub] = best
             self.found.append((sub, cols[arg], mins))
             # Other rows within the width of the best: rare, so look for them only where the
             # second smallest value says there are any (a full scan with nonzero costs 20 %).
             near_block = block if len(sub) == len(part) else block[near]
             near_block[np.arange(len(sub)), arg] = np.inf
-            limit = ((best + self.width[sub]) * (1 + 1e-6)).astype(np.float32)  # rounded up, never down
-            more = near_block.min(axis=1) <= limit
-            if more.any():
-                hit_r, hit_c = np.nonzero(near_block[more] <= limit[more, None])
-                values = near_block[more][hit_r, hit_c].astype(np.float64)
-                self.found.append((sub[more][hit_r], cols[hit_c], values))
+            limit = round_up_float32(best + self.width(best, sub) - q_sq)
+            for r in np.flatnonzero(near_block.min(axis=1) <= limit):
+                hits = np.flatnonzero(near_block[r] <= limit[r])
+                self.found.append((np.full(len(hits), sub[r]), cols[hits], near_block[r, hits] + q_sq[r]))
 
     def result(self) -> tuple[np.ndarray, np.ndarray]:
         """The nearest row of every query by direct distance among the rows within ``width`` of its best."""
         qi, ri, v = (np.concatenate(parts) for parts in zip(*self.found))
-        keep = v <= self.best[qi] + self.width[qi]
+        keep = v <= self.best[qi] + self.width(self.best[qi], qi)
         qi, ri = qi[keep], ri[keep]
         diff = self.bank.rows[ri] - self.q[qi]
         dist = np.sqrt(np.einsum("ij,ij->i", diff, diff))
@@ -193,7 +214,7 @@ def nearest_in_clusters(
     total = m * int(sizes[live].sum())
 
     if 2.0 * dim * total < MIN_PRUNE_FLOPS:  # a few ms of products: bounds cannot win back their cost
-        search.meet(np.arange(m), 0, len(bank.rows), int(sizes.sum()))
+        search.meet(np.arange(m), 0, len(bank.rows), int(sizes.sum()), gather=True)
         distances, rows = search.result()
         return Nearest(distances=distances.astype(np.float32), rows=rows, pairs=search.pairs, total=total)
 
@@ -249,7 +270,7 @@ def nearest_in_clusters(
                 search.meet(by_first[bounds[j] : bounds[j + 1]], starts[j], stops[j], sizes[j])
         open_t, busy, pruned_flops = plan(search.upper_bound())
     if hopeless or first_flops + pruned_flops > DENSE_FRACTION * dense_flops:
-        search.meet(everyone, 0, len(bank.rows), int(sizes.sum()))
+        search.meet(everyone, 0, len(bank.rows), int(sizes.sum()), gather=True)
     else:
         with threadpool_limits(limits=1, user_api="blas"):
             for j in busy:
