@@ -102,7 +102,8 @@ class PatchCore(AnomalyMethod):
         self.projection_dim = projection_dim
         self.seed = seed
         # "pruned": clustered exact search on the NumPy path; "brute": plain GEMM search;
-        # "auto": pruned for banks of PRUNE_MIN_ROWS rows or more. Every choice gives the same scores.
+        # "auto": pruned for banks of PRUNE_MIN_ROWS rows or more. The scores agree up to float32
+        # rounding (in near ties the pruned pick is the nearer one; see methods.bank_index).
         if search not in SEARCHES:
             raise MethodError(f"PatchCore's search must be one of {', '.join(SEARCHES)}, got {search!r}")
         self.search = search

@@ -23,7 +23,7 @@ The image search goes through ``methods.nearest.nearest_neighbors``. The pixel
 search, on the NumPy path, clusters each level's training positions once at fit
 and searches each gallery as a subset of them, exactly, computing few of the
 distances (``methods.spade_gallery``); on a GPU it is brute force in Paddle
-(see ``methods.backend``). Both give the same maps.
+(see ``methods.backend``). Both give the same maps up to float32 rounding.
 """
 
 from __future__ import annotations
@@ -124,7 +124,8 @@ class Spade(AnomalyMethod):
         self.top_k = top_k
         self.budget_bytes = budget_bytes
         # "pruned": clustered exact pixel search on the NumPy path; "brute": plain GEMM search;
-        # "auto": pruned for galleries of PRUNE_MIN_ROWS rows or more. Every choice gives the same maps.
+        # "auto": pruned for galleries of PRUNE_MIN_ROWS rows or more. The maps agree up to float32
+        # rounding (in near ties the pruned pick is the nearer one; see methods.bank_index).
         if search not in SEARCHES:
             raise MethodError(f"SPADE's search must be one of {', '.join(SEARCHES)}, got {search!r}")
         self.search = search
