@@ -351,3 +351,15 @@ def test_lazy_products_split_into_blocks_select_the_same(monkeypatch):
     monkeypatch.setattr(coreset_lazy, "BLOCK", 40)  # fewer distances than one row of some products
     np.testing.assert_array_equal(greedy_numpy(x, 2, 150, lazy=True), whole)
     np.testing.assert_array_equal(whole, plain_greedy(x, 2, 150))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_lazy_loop_on_small_integer_points_is_the_plain_loop_tie_for_tie(seed):
+    # Small integers: every float32 distance is exact, so ties are exact and frequent, and the
+    # lowest index must win each of them, as in the float64 loop.
+    rng = np.random.default_rng(seed)
+    n, d = int(rng.integers(2, 400)), int(rng.integers(1, 6))
+    x = rng.integers(-3, 4, size=(n, d)).astype(np.float32)
+    n_select = int(rng.integers(1, n + 1))
+    start = int(rng.integers(n))
+    np.testing.assert_array_equal(greedy_numpy(x, start, n_select, lazy=True), plain_greedy(x, start, n_select))
