@@ -25,7 +25,8 @@ class CoresetStats:
 
     group, leaf, point: ruled out by the pruned loop's group, leaf and prefix bounds;
     lazy: never computed by the lazy loop (a stale minimum already below the farthest);
-    full: distances computed (plain steps compute all ``points``).
+    full: distances computed (plain steps compute all ``points``);
+    seconds: the whole selection's wall time, set by ``greedy_coreset``.
     """
 
     points: int
