@@ -47,6 +47,9 @@ whenever brute force's pick is the nearest.
 
 from __future__ import annotations
 
+import copy
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -67,6 +70,10 @@ ESTIMATE_FRACTION = 0.6
 CALL_FLOPS = 3e6
 # Below this share of a cluster's rows in the gallery its rows are gathered; above, masked by infinite norms.
 GATHER_BELOW = 0.5
+# Threads for the per-cluster products (each runs BLAS on one thread; NumPy releases the GIL in them).
+THREADS = min(2, os.cpu_count() or 1)
+# Fewer jobs than this per thread: not worth a thread pool.
+JOBS_PER_THREAD = 8
 # float64 rounding of the bounds themselves (they are computed from float32 inputs).
 BOUND_ROUNDING = 1e-12
 # float32 rounding of the few operations that form the pruning threshold (each ~6e-8 relative).
@@ -171,6 +178,38 @@ class _Search:
                 hits = np.flatnonzero(near_block[r] <= limit[r])
                 self.found.append((np.full(len(hits), sub[r]), cols[hits], near_block[r, hits] + q_sq[r]))
 
+    def fork(self) -> "_Search":
+        """A copy that searches on its own from the current best values (``join`` merges it back)."""
+        twin = copy.copy(self)
+        twin.best, twin.found, twin.pairs = self.best.copy(), [], 0
+        return twin
+
+    def join(self, twins: list["_Search"]) -> None:
+        """Merge forks: each recorded what is within the width of its own best, which is no smaller
+        than the merged best, so the merged records hold everything ``result`` keeps."""
+        for twin in twins:
+            np.minimum(self.best, twin.best, out=self.best)
+            self.found.extend(twin.found)
+            self.pairs += twin.pairs
+
+    def meet_all(self, jobs: list[tuple]) -> None:
+        """``meet(*job)`` for every job, on ``THREADS`` threads when there are enough jobs."""
+        workers = min(THREADS, len(jobs) // JOBS_PER_THREAD)
+        with threadpool_limits(limits=1, user_api="blas"):
+            if workers <= 1:
+                for job in jobs:
+                    self.meet(*job)
+                return
+            twins = [self.fork() for _ in range(workers)]
+
+            def run(k: int) -> None:
+                for job in jobs[k::workers]:  # interleaved: clusters of every size on every thread
+                    twins[k].meet(*job)
+
+            with ThreadPoolExecutor(workers) as pool:
+                list(pool.map(run, range(workers)))
+        self.join(twins)
+
     def result(self) -> tuple[np.ndarray, np.ndarray]:
         """The nearest row of every query by direct distance among the rows within ``width`` of its best."""
         qi, ri, v = (np.concatenate(parts) for parts in zip(*self.found))
@@ -264,16 +303,14 @@ def nearest_in_clusters(
         # Each query's nearest live centre: its cluster gives the first real candidate.
         by_first = np.argsort(first, kind="stable")
         bounds = np.searchsorted(first[by_first], np.arange(len(radii) + 1))
-        # Small products: a second BLAS thread costs more in hand-offs than it saves (50 us against ms).
-        with threadpool_limits(limits=1, user_api="blas"):
-            for j in np.flatnonzero(np.diff(bounds)):
-                search.meet(by_first[bounds[j] : bounds[j + 1]], starts[j], stops[j], sizes[j])
+        # Small products: a second BLAS thread costs more in hand-offs than it saves (50 us against
+        # ms), so the threads take whole products instead.
+        search.meet_all([(by_first[bounds[j] : bounds[j + 1]], starts[j], stops[j], sizes[j])
+                         for j in np.flatnonzero(np.diff(bounds))])
         open_t, busy, pruned_flops = plan(search.upper_bound())
     if hopeless or first_flops + pruned_flops > DENSE_FRACTION * dense_flops:
         search.meet(everyone, 0, len(bank.rows), int(sizes.sum()), gather=True)
     else:
-        with threadpool_limits(limits=1, user_api="blas"):
-            for j in busy:
-                search.meet(np.flatnonzero(open_t[j]), starts[j], stops[j], sizes[j])
+        search.meet_all([(np.flatnonzero(open_t[j]), starts[j], stops[j], sizes[j]) for j in busy])
     distances, rows = search.result()
     return Nearest(distances=distances.astype(np.float32), rows=rows, pairs=search.pairs, total=total)

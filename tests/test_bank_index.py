@@ -51,9 +51,11 @@ def structured():
     return structured_rows(30, 24, 16, seed=1), structured_rows(2, 24, 16, seed=2)
 
 
-@pytest.mark.parametrize("dense", [False, True])
-def test_structured_data_exact_and_pruned(structured, dense, monkeypatch):
+@pytest.mark.parametrize("dense,threads", [(False, 1), (False, 2), (True, 1)])
+def test_structured_data_exact_and_pruned(structured, dense, threads, monkeypatch):
     bank, q = structured
+    monkeypatch.setattr(bank_index, "THREADS", threads)
+    monkeypatch.setattr(bank_index, "JOBS_PER_THREAD", 1)  # two threads whenever there are two jobs
     if dense:  # the fallback: every query meets the whole bank
         monkeypatch.setattr(bank_index, "DENSE_FRACTION", 0.0)
     found, idx = search(q, bank, n_clusters=60)
