@@ -137,18 +137,21 @@ class _Search:
         everyone = slice(None)
         return np.sqrt(self.best + self.width(self.best, everyone) / 2) * (1 + BOUND_ROUNDING)
 
-    def meet(self, qs: np.ndarray, start: int, stop: int, n_in: int, gather: bool = False) -> None:
-        """Queries ``qs`` against the gallery rows among stored rows ``start:stop`` (``n_in`` of them);
-        ``gather``: copy the gallery rows out even if most rows are in it (the dense pass)."""
-        if n_in == 0:
-            return
+    def columns(self, start: int, stop: int, n_in: int, gather: bool = False):
+        """Stored-row ids ``[n]``, rows ``[n, D]`` and norms ``[n]`` to multiply for rows ``start:stop``:
+        the gallery's rows copied out when few are in it (or ``gather``), else all, masked by norms."""
         if self.row_mask is not None and (gather or n_in < GATHER_BELOW * (stop - start)):
             cols = start + np.flatnonzero(self.row_mask[start:stop])
-            rows, norms = self.bank.rows[cols], self.bank.sq_norms[cols]
-        else:
-            cols = np.arange(start, stop)
-            rows, norms = self.bank.rows[start:stop], self.norms[start:stop]
-        step = chunk_rows(len(rows), self.budget_bytes)
+            return cols, self.bank.rows[cols], self.bank.sq_norms[cols]
+        return np.arange(start, stop), self.bank.rows[start:stop], self.norms[start:stop]
+
+    def meet(self, qs: np.ndarray, start: int, stop: int, n_in: int, prepared=None) -> None:
+        """Queries ``qs`` against the gallery rows among stored rows ``start:stop`` (``n_in`` of them);
+        ``prepared``: their ``columns`` already taken (the dense pass shares one copy)."""
+        if n_in == 0:
+            return
+        cols, rows, norms = self.columns(start, stop, n_in) if prepared is None else prepared
+        step = chunk_rows(len(rows), self.budget_bytes // THREADS)
         # One block buffer per call: a fresh one per chunk would page-fault on every chunk.
         buffer = np.empty((min(step, len(qs)), len(rows)), dtype=np.float32)
         for at in range(0, len(qs), step):
@@ -192,9 +195,10 @@ class _Search:
             self.found.extend(twin.found)
             self.pairs += twin.pairs
 
-    def meet_all(self, jobs: list[tuple]) -> None:
-        """``meet(*job)`` for every job, on ``THREADS`` threads when there are enough jobs."""
-        workers = min(THREADS, len(jobs) // JOBS_PER_THREAD)
+    def meet_all(self, jobs: list[tuple], min_jobs: int | None = None) -> None:
+        """``meet(*job)`` for every job, on ``THREADS`` threads when there are ``min_jobs`` per thread
+        (default ``JOBS_PER_THREAD``)."""
+        workers = min(THREADS, len(jobs) // (JOBS_PER_THREAD if min_jobs is None else min_jobs))
         with threadpool_limits(limits=1, user_api="blas"):
             if workers <= 1:
                 for job in jobs:
@@ -209,6 +213,16 @@ class _Search:
             with ThreadPoolExecutor(workers) as pool:
                 list(pool.map(run, range(workers)))
         self.join(twins)
+
+    def meet_dense(self) -> None:
+        """Every query against every gallery row, in query blocks shared among the threads (so the
+        passes after each product, a large part of the cost at small D, run in parallel too)."""
+        n_in = len(self.bank.rows) if self.row_mask is None else int(self.row_mask.sum())
+        prepared = self.columns(0, len(self.bank.rows), n_in, gather=True)
+        step = chunk_rows(n_in, self.budget_bytes // THREADS)
+        blocks = max(THREADS, -(-len(self.q) // step))
+        jobs = [(qs, 0, len(self.bank.rows), n_in, prepared) for qs in np.array_split(np.arange(len(self.q)), blocks)]
+        self.meet_all(jobs, min_jobs=1)
 
     def result(self) -> tuple[np.ndarray, np.ndarray]:
         """The nearest row of every query by direct distance among the rows within ``width`` of its best."""
@@ -253,7 +267,7 @@ def nearest_in_clusters(
     total = m * int(sizes[live].sum())
 
     if 2.0 * dim * total < MIN_PRUNE_FLOPS:  # a few ms of products: bounds cannot win back their cost
-        search.meet(np.arange(m), 0, len(bank.rows), int(sizes.sum()), gather=True)
+        search.meet_dense()
         distances, rows = search.result()
         return Nearest(distances=distances.astype(np.float32), rows=rows, pairs=search.pairs, total=total)
 
@@ -309,7 +323,7 @@ def nearest_in_clusters(
                          for j in np.flatnonzero(np.diff(bounds))])
         open_t, busy, pruned_flops = plan(search.upper_bound())
     if hopeless or first_flops + pruned_flops > DENSE_FRACTION * dense_flops:
-        search.meet(everyone, 0, len(bank.rows), int(sizes.sum()), gather=True)
+        search.meet_dense()
     else:
         search.meet_all([(np.flatnonzero(open_t[j]), starts[j], stops[j], sizes[j]) for j in busy])
     distances, rows = search.result()
