@@ -242,7 +242,7 @@ def test_quiet_hides_the_coreset_bar_even_on_a_terminal(monkeypatch):
 def _inputs(kind, n, seed):
     """Texture-like, object-like and Gaussian features, projected as PatchCore does."""
     from bench.profile_inputs import gaussian_features, patch_like_features
-    from tests.coreset_inputs import texture_like_features
+    from bench.profile_inputs import texture_like_features
 
     make = {"texture": texture_like_features, "object": patch_like_features, "gaussian": gaussian_features}[kind]
     return random_projection(make(n, dim=96, seed=seed), 48, seed)

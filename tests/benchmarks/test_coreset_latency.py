@@ -12,7 +12,7 @@ import pytest
 
 from bench.profile_inputs import patch_like_features
 from methods.coreset import greedy_coreset
-from tests.coreset_inputs import texture_like_features
+from bench.profile_inputs import texture_like_features
 
 POINTS = 40 * 784
 SELECT = POINTS // 10
