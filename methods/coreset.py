@@ -28,9 +28,9 @@ tested and profiled against.
 from __future__ import annotations
 
 from contextlib import contextmanager, nullcontext
-from typing import Callable, Iterator
-
+import sys
 import time
+from typing import Callable, Iterator
 
 import numpy as np
 from tqdm import tqdm
@@ -45,19 +45,42 @@ Progress = Callable[[int, int], None]
 show_progress = True
 
 
-def random_projection(features: np.ndarray, projection_dim: int | None, seed: int) -> np.ndarray:
-    """``[N, D]`` -> ``[N, projection_dim]`` float32; unchanged when ``projection_dim`` >= D or None."""
+def is_tensor(x) -> bool:
+    """Whether ``x`` is a Paddle tensor; never imports Paddle (a tensor means it is loaded)."""
+    paddle = sys.modules.get("paddle")
+    return paddle is not None and isinstance(x, paddle.Tensor)
+
+
+def projection_matrix(dim: int, projection_dim: int, seed: int) -> np.ndarray:
+    """``[dim, projection_dim]`` float32 seeded Gaussian matrix, scaled by ``1 / sqrt(projection_dim)``."""
+    rng = np.random.default_rng(seed)
+    matrix = rng.standard_normal((dim, projection_dim), dtype=np.float32)
+    matrix /= np.sqrt(np.float32(projection_dim))
+    return matrix
+
+
+def random_projection(features, projection_dim: int | None, seed: int):
+    """``[N, D]`` -> ``[N, projection_dim]`` float32; unchanged when ``projection_dim`` >= D or None.
+
+    A Paddle tensor is projected on its device by the same seeded matrix and
+    stays there (the Paddle greedy loop reads it without a host round trip).
+    """
+    if is_tensor(features):
+        import paddle
+
+        if features.dtype != paddle.float32:
+            features = features.astype("float32")
+        if projection_dim is None or projection_dim >= features.shape[1]:
+            return features
+        return features @ paddle.to_tensor(projection_matrix(features.shape[1], projection_dim, seed))
     features = np.ascontiguousarray(features, dtype=np.float32)
     if projection_dim is None or projection_dim >= features.shape[1]:
         return features
-    rng = np.random.default_rng(seed)
-    matrix = rng.standard_normal((features.shape[1], projection_dim), dtype=np.float32)
-    matrix /= np.sqrt(np.float32(projection_dim))
-    return features @ matrix
+    return features @ projection_matrix(features.shape[1], projection_dim, seed)
 
 
 def greedy_coreset(
-    features: np.ndarray,
+    features,
     n_select: int,
     *,
     projection_dim: int | None = 128,
@@ -67,7 +90,9 @@ def greedy_coreset(
 ) -> np.ndarray:
     """Indices of a greedy k-center coreset of ``features``.
 
-    features: ``[N, D]``; returns ``[n_select]`` int64 indices in selection
+    features: ``[N, D]``, a NumPy array or a Paddle tensor (projected where it
+    lives; the NumPy loop copies a tensor's projection to the host, the Paddle
+    loop a NumPy array's to the device); returns ``[n_select]`` int64 indices in selection
     order, the first being the seeded random start. ``progress(done, n_select)``
     is called every few dozen steps and at the end; without one, a progress bar
     shows on a terminal (stderr) only.
@@ -78,7 +103,7 @@ def greedy_coreset(
     ``fraction_full`` (summing to 1), steps by kind and ``seconds``. The Paddle path
     computes every point-step in full.
     """
-    n = len(features)
+    n = int(features.shape[0])
     if not 1 <= n_select <= n:
         raise ValueError(f"n_select must be between 1 and {n}, got {n_select}")
     rng = np.random.default_rng(seed)
@@ -91,6 +116,7 @@ def greedy_coreset(
             chosen = greedy_paddle(points, start, n_select, progress=report)
             counts.full, counts.plain_steps = counts.point_steps, n_select - 1
         else:
+            points = points.numpy() if is_tensor(points) else points
             chosen = greedy_numpy(points, start, n_select, progress=report, stats=counts)
     counts.seconds = time.perf_counter() - started
     counts.log()
