@@ -312,25 +312,35 @@ def whitened_distances_numpy(
 
 
 def whitened_distances_paddle(
-    x: np.ndarray, mean: np.ndarray, whitener: np.ndarray, *, budget_bytes: int = DEFAULT_BUDGET_BYTES
+    x, mean: np.ndarray, whitener: np.ndarray, *, budget_bytes: int = DEFAULT_BUDGET_BYTES
 ) -> np.ndarray:
-    """Paddle ``whitened_distances``: same arguments and result; the factor is unpacked on the host."""
+    """Paddle ``whitened_distances``: same result; the factor is unpacked on the host.
+
+    x: a NumPy ``[N, P, d]`` (any strides), uploaded a chunk of positions at a
+    time, or a Paddle tensor ``[P, d, N]`` already on the device, in
+    ``padim_samples_tensor``'s position-major layout (each chunk is then a slice
+    of it: no upload). Returns ``[N, P]`` float32.
+    """
     import paddle
 
-    n, p, d = x.shape
+    on_device = isinstance(x, paddle.Tensor)
+    p, d, n = x.shape if on_device else (x.shape[1], x.shape[2], x.shape[0])
     out = np.empty((p, n), dtype=np.float32)
     a, b = split(d)
     step = _distance_step(n, d, p, budget_bytes)
     with paddle.no_grad():
         for start in range(0, p, step):
             stop = min(p, start + step)
-            delta = paddle.to_tensor(
-                np.ascontiguousarray(x[:, start:stop].transpose(1, 2, 0), dtype=np.float32)
-            )  # [pc, d, N]
+            if on_device:
+                delta = x[start:stop]  # [pc, d, N]
+            else:
+                delta = paddle.to_tensor(
+                    np.ascontiguousarray(x[:, start:stop].transpose(1, 2, 0), dtype=np.float32)
+                )
             mu = paddle.to_tensor(np.ascontiguousarray(mean[start:stop], dtype=np.float32))
             tiles, corners = (paddle.to_tensor(np.ascontiguousarray(block))
                               for block in factor_blocks(whitener[start:stop], d))
-            delta = delta - mu.unsqueeze(2)
+            delta = delta - mu.unsqueeze(2)  # a new tensor: a shared device copy is never changed
             # U^T (x - mu) by blocks: [[U11^T 0] [U12^T U22^T]] [d1; d2], the triangles cut from the tile.
             first = paddle.bmm(paddle.triu(tiles[:, :a]).transpose([0, 2, 1]), delta[:, :a])
             squared = (first * first).sum(axis=1)

@@ -31,7 +31,9 @@ concatenated, and fit builds the reduced embedding a few grid rows at a time
 rows, never the whole ``[N, d, h, w]`` embedding.
 
 The Mahalanobis distances run in NumPy or, on a GPU, in Paddle (see
-``methods.backend``).
+``methods.backend``); there the test embedding is built on the device from the
+category's shared device copies (``FeatureSet.tensor``). Fit stays on the host
+(its covariances are checked in float64 there).
 """
 
 from __future__ import annotations
@@ -52,7 +54,9 @@ from methods.gaussians import (
     single_threaded_blas,
     unpack_upper,
     whitened_distances,
+    whitened_distances_paddle,
 )
+from methods.device_embedding import padim_samples_tensor
 from methods.maps import anomaly_map, nearest_indices
 from methods.options import positive_int
 
@@ -260,11 +264,15 @@ class Padim(AnomalyMethod):
         self.mean_, self.whitener_ = self._gaussians(features, d)
         return self
 
+    def _rows_per_block(self, n: int, d: int, w: int) -> int:
+        """Grid rows of the reduced ``[N, d, r, w]`` float32 embedding that fit ``budget_bytes`` (at least 1)."""
+        return max(1, self.budget_bytes // (4 * n * d * w))
+
     def _gaussians(self, features: FeatureSet, d: int) -> tuple[np.ndarray, np.ndarray]:
         """Mean ``[h*w, d]`` and whitener ``[h*w, d(d+1)/2]``, a few grid rows of the embedding at a
         time: fit holds the packed factors and one block, never the whole ``[N, d, h, w]`` embedding."""
         n, _, h, w = features[LAYERS[0]].shape
-        rows_per_block = max(1, self.budget_bytes // (4 * n * d * w))
+        rows_per_block = self._rows_per_block(n, d, w)
         mean = np.empty((h * w, d), dtype=np.float32)
         whitener = np.empty((h * w, packed_size(d)), dtype=np.float32)
         for top in range(0, h, rows_per_block):
@@ -281,26 +289,51 @@ class Padim(AnomalyMethod):
                 f"PaDiM was fitted on {self.input_channels_} channels on a {self.grid_shape_} grid but "
                 f"got {channels} on {grid}; fit and predict with the same backbone and crop"
             )
-        x = self._positions(features)
-        distances = self._distances(x)
-        maps = anomaly_map(distances.reshape(len(x), *grid), features.image_size)
+        if use_paddle() and hasattr(self, "whitener_"):
+            distances = self._distances_on_device(features)
+        else:
+            distances = self._distances(self._positions(features))
+        maps = anomaly_map(distances.reshape(len(distances), *grid), features.image_size)
         scores = maps.reshape(len(maps), -1).max(axis=1)
         return Prediction(scores=scores.astype(np.float64), maps=maps)
+
+    def _check_whitener(self, p: int, d: int) -> None:
+        """MethodError unless ``whitener_`` holds ``p`` packed factors of dimension ``d``."""
+        fitted_d = packed_dim(self.whitener_.shape[1])
+        if fitted_d != d or self.whitener_.shape[0] != p:
+            raise MethodError(
+                f"PaDiM's whitener_ holds {self.whitener_.shape[0]} factors of d = {fitted_d}, but the "
+                f"features give {p} positions of d = {d}: the model is damaged; refit it"
+            )
 
     def _distances(self, x: np.ndarray) -> np.ndarray:
         """``[N, P, d]`` -> ``[N, P]`` Mahalanobis distances, from the packed factor or, in a model
         saved before it (``cov_inv_``, full inverse covariances), from those."""
         if hasattr(self, "whitener_"):
-            d = packed_dim(self.whitener_.shape[1])
-            if d != x.shape[2] or self.whitener_.shape[0] != x.shape[1]:
-                raise MethodError(
-                    f"PaDiM's whitener_ holds {self.whitener_.shape[0]} factors of d = {d}, but the "
-                    f"features give {x.shape[1]} positions of d = {x.shape[2]}: the model is damaged; refit it"
-                )
+            self._check_whitener(x.shape[1], x.shape[2])
             return whitened_distances(x, self.mean_, self.whitener_, budget_bytes=self.budget_bytes)
         if hasattr(self, "cov_inv_"):
             return mahalanobis(x, self.mean_, self.cov_inv_, budget_bytes=self.budget_bytes)
         raise MethodError("PaDiM has neither whitener_ nor cov_inv_: fit it (or refit and save it again)")
+
+    def _distances_on_device(self, features: FeatureSet) -> np.ndarray:
+        """``_distances`` ``[N, h*w]`` on Paddle's device from the packed factor: the samples
+        ``[r*w, d, N]`` built there from the category's shared device copies, a few grid rows at a
+        time as in fit (the device holds one block, never two copies of the whole embedding)."""
+        import paddle
+
+        n, _, h, w = features[LAYERS[0]].shape
+        d = len(self.channels_)
+        self._check_whitener(h * w, d)  # before anything is uploaded
+        out = np.empty((n, h * w), dtype=np.float32)
+        step = self._rows_per_block(n, d, w)
+        with paddle.no_grad():
+            for top in range(0, h, step):
+                samples = padim_samples_tensor(features, self.channels_, slice(top, top + step))
+                done = slice(top * w, top * w + samples.shape[0])
+                out[:, done] = whitened_distances_paddle(samples, self.mean_[done], self.whitener_[done],
+                                                         budget_bytes=self.budget_bytes)
+        return out
 
 
 @hookimpl
