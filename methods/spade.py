@@ -23,7 +23,8 @@ The image search goes through ``methods.nearest.nearest_neighbors``. The pixel
 search, on the NumPy path, clusters each level's training positions once at fit
 and searches each gallery as a subset of them, exactly, computing few of the
 distances (``methods.spade_gallery``); on a GPU it is brute force in Paddle
-(see ``methods.backend``). Both give the same maps up to float32 rounding.
+(see ``methods.backend``), on the test features' shared device copies
+(``FeatureSet.tensor``). Both give the same maps up to float32 rounding.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import numpy as np
 from bench import hookimpl
 from methods.backend import use_paddle
 from methods.base import AnomalyMethod, FeatureSet, MethodError, Prediction
+from methods.device_embedding import spade_pooled_tensor, spade_queries_tensor
 from methods.maps import resize_bilinear, smooth
 from methods.nearest import (
     DEFAULT_BUDGET_BYTES,
@@ -75,33 +77,48 @@ def gallery_distances(train: np.ndarray, test: np.ndarray, neighbors: np.ndarray
     """
     n_train, h, w, c = train.shape
     n, _, ht, wt = test.shape
+    if use_paddle():
+        # A [N, h'*w', C] view: each image's rows are made contiguous as they go to the device.
+        rows = test.reshape(n, c, ht * wt).transpose(0, 2, 1)
+        return gallery_distances_paddle(train, rows, neighbors, budget_bytes).reshape(n, ht, wt)
     bank = train.reshape(n_train, h * w, c)
     out = np.empty((n, ht * wt), dtype=np.float32)
-    if use_paddle():
-        import paddle
-
-        # The training features go to the device once; each gallery is gathered there.
-        with paddle.no_grad():
-            bank_t = paddle.to_tensor(bank)
-            norms_t = (bank_t * bank_t).sum(axis=2)
-            for i in range(n):
-                idx = paddle.to_tensor(neighbors[i])
-                gallery = paddle.gather(bank_t, idx).reshape([-1, c])
-                norms = paddle.gather(norms_t, idx).reshape([-1])
-                dist, _ = nearest_neighbors_paddle(
-                    queries(test[i]), gallery, 1, budget_bytes=budget_bytes, bank_sq_norms=norms
-                )
-                out[i] = dist[:, 0]
-    else:
-        norms = np.einsum("npc,npc->np", bank, bank)
-        for i in range(n):
-            gallery = bank[neighbors[i]].reshape(-1, c)
-            dist, _ = nearest_neighbors_numpy(
-                queries(test[i]), gallery, 1, budget_bytes=budget_bytes,
-                bank_sq_norms=norms[neighbors[i]].reshape(-1),
-            )
-            out[i] = dist[:, 0]
+    norms = np.einsum("npc,npc->np", bank, bank)
+    for i in range(n):
+        gallery = bank[neighbors[i]].reshape(-1, c)
+        dist, _ = nearest_neighbors_numpy(
+            queries(test[i]), gallery, 1, budget_bytes=budget_bytes,
+            bank_sq_norms=norms[neighbors[i]].reshape(-1),
+        )
+        out[i] = dist[:, 0]
     return out.reshape(n, ht, wt)
+
+
+def gallery_distances_paddle(train: np.ndarray, test_rows, neighbors: np.ndarray,
+                             budget_bytes: int = DEFAULT_BUDGET_BYTES) -> np.ndarray:
+    """``gallery_distances`` on Paddle's device, per position: returns ``[N, h'*w']``.
+
+    train: ``[N_train, h, w, C]``; test_rows: ``[N, h'*w', C]``, a NumPy array or
+    a tensor already on the device (``spade_queries_tensor``: then no test row
+    is uploaded); neighbors: ``[N, K]``.
+    """
+    import paddle
+
+    n_train, h, w, c = train.shape
+    n = int(test_rows.shape[0])
+    out = np.empty((n, int(test_rows.shape[1])), dtype=np.float32)
+    # The training features go to the device once; each gallery is gathered there.
+    with paddle.no_grad():
+        bank_t = paddle.to_tensor(np.ascontiguousarray(train.reshape(n_train, h * w, c), dtype=np.float32))
+        norms_t = (bank_t * bank_t).sum(axis=2)
+        for i in range(n):
+            idx = paddle.to_tensor(neighbors[i])
+            gallery = paddle.gather(bank_t, idx).reshape([-1, c])
+            norms = paddle.gather(norms_t, idx).reshape([-1])
+            dist, _ = nearest_neighbors_paddle(test_rows[i], gallery, 1, budget_bytes=budget_bytes,
+                                               bank_sq_norms=norms)
+            out[i] = dist[:, 0]
+    return out
 
 
 def pruned_gallery_distances(index: GalleryIndex, test: np.ndarray, neighbors: np.ndarray,
@@ -163,13 +180,17 @@ class Spade(AnomalyMethod):
             cached = cache[name] = (train, gallery_index(train.reshape(n, h * w, c), seed=INDEX_SEED))
         return cached[1]
 
-    def neighbors(self, pooled: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Distances ``[N, K]`` and indices ``[N, K]`` of the K nearest training images (K capped)."""
+    def neighbors(self, pooled) -> tuple[np.ndarray, np.ndarray]:
+        """Distances ``[N, K]`` and indices ``[N, K]`` of the K nearest training images (K capped).
+
+        pooled: ``[N, C4]``, a NumPy array or, on the Paddle path, a device tensor."""
         k = min(self.top_k, len(self.train_pooled_))
         return nearest_neighbors(pooled, self.train_pooled_, k, budget_bytes=self.budget_bytes)
 
     def predict(self, features: FeatureSet) -> Prediction:
-        distances, neighbors = self.neighbors(features[POOLED])
+        on_device = use_paddle()
+        # On the device the test features come from the category's shared device copies.
+        distances, neighbors = self.neighbors(spade_pooled_tensor(features) if on_device else features[POOLED])
         scores = distances.astype(np.float64).mean(axis=1)
         n = len(distances)
         maps = np.zeros((n, *features.image_size), dtype=np.float32)
@@ -183,6 +204,10 @@ class Spade(AnomalyMethod):
                 )
             if self.prunes(name):
                 grid = pruned_gallery_distances(self.gallery_index(name), test, neighbors, self.budget_bytes)
+            elif on_device:
+                rows = gallery_distances_paddle(train, spade_queries_tensor(features, name), neighbors,
+                                                self.budget_bytes)
+                grid = rows.reshape(n, *test.shape[2:])
             else:
                 grid = gallery_distances(train, test, neighbors, self.budget_bytes)
             maps += resize_bilinear(grid, features.image_size)
