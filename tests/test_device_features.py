@@ -32,9 +32,11 @@ from methods.device_embedding import (  # noqa: E402
 )
 from methods.maps import resize_bilinear, resize_nearest  # noqa: E402
 from methods.maps_paddle import local_average_tensor, resize_bilinear_tensor, resize_nearest_tensor  # noqa: E402
+from methods.coreset import greedy_coreset, random_projection  # noqa: E402
+from methods.gaussians import pack_upper, whitened_distances_numpy, whitened_distances_paddle  # noqa: E402
 from methods.padim import Padim, channel_subset, padim_embedding, padim_samples  # noqa: E402
-from methods.patchcore import local_average, patch_embedding  # noqa: E402
-from methods.spade import positions_last, queries  # noqa: E402
+from methods.patchcore import PatchCore, local_average, patch_embedding  # noqa: E402
+from methods.spade import Spade, positions_last, queries  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 ALL_LAYERS = ("layer1", "layer2", "layer3", "avgpool")
@@ -166,6 +168,126 @@ def test_importing_the_method_api_and_embeddings_imports_no_paddle():
             "print('paddle' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.stdout.strip() == "False", done.stderr
+
+
+def the_three_methods() -> list[AnomalyMethod]:
+    """PatchCore (projected to fewer dimensions than its 13, b = 9 of a 15-row bank), PaDiM (every
+    channel, so it reads every layer; grid rows in blocks of 2 on the device) and SPADE (K = 2)."""
+    return [PatchCore(coreset_ratio=0.25, projection_dim=4, seed=3),
+            Padim(n_features=18, seed=1, budget_bytes=3000),
+            Spade(top_k=2)]
+
+
+def fit_and_predict(train: FeatureSet, test: FeatureSet) -> list[tuple[AnomalyMethod, Prediction]]:
+    return [(method.fit(train), method.predict(test)) for method in the_three_methods()]
+
+
+def on_the_host(train: FeatureSet, test: FeatureSet) -> list[tuple[AnomalyMethod, Prediction]]:
+    """The NumPy path on fresh sets over the same arrays: the reference, and it uploads nothing."""
+    twins = FeatureSet(train.layers, train.image_size), FeatureSet(test.layers, test.image_size)
+    with methods.backend.backend("numpy"):
+        results = fit_and_predict(*twins)
+    assert [twin.device_copies.uploads for twin in twins] == [0, 0]
+    return results
+
+
+def assert_same_predictions(got, want):
+    for (method, a), (_, b) in zip(got, want):
+        np.testing.assert_allclose(a.scores, b.scores, rtol=1e-5, atol=1e-5, err_msg=method.name)
+        np.testing.assert_allclose(a.maps, b.maps, rtol=1e-5, atol=1e-5, err_msg=method.name)
+
+
+def test_the_methods_share_one_upload_per_layer_and_predict_as_on_the_host():
+    train, test = odd_features(n=5, seed=3), odd_features(n=3, seed=4)
+    on_device = fit_and_predict(train, test)
+
+    # PatchCore fits on the device; PaDiM and SPADE fit on the host (their fitted state is
+    # NumPy). All three predict on the device, from the same copies.
+    assert train.device_copies.held() == ("layer2", "layer3")
+    assert train.device_copies.uploads == 2
+    assert test.device_copies.held() == tuple(sorted(ALL_LAYERS))
+    assert test.device_copies.uploads == len(ALL_LAYERS)
+    reference = on_the_host(train, test)
+    np.testing.assert_allclose(on_device[0][0].memory_bank_, reference[0][0].memory_bank_, atol=1e-5)
+    assert_same_predictions(on_device, reference)
+
+    copies = [weakref.ref(split.tensor(name)) for split in (train, test) for name in split.device_copies.held()]
+    assert (train.device_copies.uploads, test.device_copies.uploads) == (2, 4)  # reading them uploaded nothing
+    train.release()
+    test.release()
+    assert train.device_copies.held() == test.device_copies.held() == ()
+    assert [ref() for ref in copies] == [None] * 6, "a method kept a reference to a released device copy"
+
+
+def poison(features: FeatureSet) -> None:
+    """Turn the host arrays to NaN: whatever still reads them (rather than the device copies) gives NaN."""
+    for array in features.layers.values():
+        array[...] = np.nan
+
+
+def test_predict_on_the_device_reads_no_host_feature():
+    train, test = odd_features(n=5, seed=3), odd_features(n=3, seed=4)
+    reference = on_the_host(copy.deepcopy(train), copy.deepcopy(test))
+    for name in ALL_LAYERS:
+        test.tensor(name)
+    poison(test)
+    fitted = [method.fit(train) for method in the_three_methods()]
+    assert_same_predictions([(method, method.predict(test)) for method in fitted], reference)
+    assert test.device_copies.uploads == len(ALL_LAYERS)
+
+
+def test_patchcore_fit_on_the_device_reads_no_host_feature():
+    train = odd_features(n=5, seed=3)
+    want = PatchCore(coreset_ratio=0.25, projection_dim=4, seed=3)
+    with methods.backend.backend("numpy"):
+        want.fit(copy.deepcopy(train))
+    train.tensor("layer2"), train.tensor("layer3")
+    poison(train)
+    got = PatchCore(coreset_ratio=0.25, projection_dim=4, seed=3).fit(train)
+    np.testing.assert_allclose(got.memory_bank_, want.memory_bank_, atol=1e-5)
+
+
+def test_patchcore_keeps_its_device_bank_until_the_bank_changes():
+    train, test = odd_features(n=5, seed=3), odd_features(n=3, seed=4)
+    model = PatchCore(coreset_ratio=0.25, projection_dim=4).fit(train)
+    bank, norms = model.device_bank()
+    model.predict(test)
+    assert model.device_bank()[0] is bank
+    np.testing.assert_array_equal(bank.numpy(), model.memory_bank_)
+    np.testing.assert_allclose(norms.numpy(), (model.memory_bank_ ** 2).sum(axis=1), rtol=1e-6)
+    model.memory_bank_ = model.memory_bank_[:7].copy()  # as a loaded model's bank
+    assert model.device_bank()[0] is not bank
+    assert model.device_bank()[0].shape == [7, model.memory_bank_.shape[1]]
+
+
+def test_random_projection_of_a_tensor_stays_on_the_device_and_selects_alike():
+    x = np.random.default_rng(5).normal(size=(200, 24)).astype(np.float32)
+    projected = random_projection(paddle.to_tensor(x), 8, seed=2)
+    assert isinstance(projected, paddle.Tensor)
+    np.testing.assert_allclose(projected.numpy(), random_projection(x, 8, seed=2), rtol=1e-5, atol=1e-5)
+    assert random_projection(paddle.to_tensor(x), 64, seed=2).shape == [200, 24]
+    np.testing.assert_array_equal(greedy_coreset(paddle.to_tensor(x), 40, projection_dim=8, seed=2, progress=print),
+                                  greedy_coreset(x, 40, projection_dim=8, seed=2, progress=print))
+    with methods.backend.backend("numpy"):  # a tensor given to the NumPy loop comes back to the host
+        np.testing.assert_array_equal(greedy_coreset(paddle.to_tensor(x), 40, projection_dim=8, seed=2,
+                                                     progress=print),
+                                      greedy_coreset(x, 40, projection_dim=8, seed=2, progress=print))
+
+
+def test_whitened_distances_of_device_samples_equal_the_host_ones():
+    rng = np.random.default_rng(6)
+    n, p, d = 4, 9, 7
+    x = rng.normal(size=(n, p, d)).astype(np.float32)
+    mean = rng.normal(size=(p, d)).astype(np.float32)
+    u = np.triu(rng.normal(size=(p, d, d))).astype(np.float32)
+    whitener = pack_upper(u)
+    samples = paddle.to_tensor(np.ascontiguousarray(x.transpose(1, 2, 0)))  # [P, d, N]
+    want = np.linalg.norm(np.einsum("npd,pde->npe", x - mean, u), axis=2)
+    for budget in (1, 10**6):  # a position per chunk, and all at once
+        np.testing.assert_allclose(whitened_distances_paddle(samples, mean, whitener, budget_bytes=budget),
+                                   want, rtol=1e-5)
+        np.testing.assert_allclose(whitened_distances_numpy(x, mean, whitener, budget_bytes=budget), want,
+                                   rtol=1e-5)
 
 
 class FakeBackbone:
