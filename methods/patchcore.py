@@ -262,7 +262,8 @@ class PatchCore(AnomalyMethod):
 
         bank, norms = self.device_bank()
 
-        def neighbors_of(_bank: np.ndarray, m_star: np.ndarray, b: int) -> np.ndarray:
+        def neighbors_of(_host_bank: np.ndarray, m_star: np.ndarray, b: int) -> np.ndarray:
+            # The support sets searched in the device bank, not the host one handed in.
             return nearest_neighbors_paddle(paddle.gather(bank, paddle.to_tensor(m_star)), bank, k=b,
                                             bank_sq_norms=norms)[1]
 
