@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from bench import backbone as bb
+from bench import units
 from bench.backbone import Backbone, saved_model_problem
 from bench.cli import main
 from bench.run_timing import format_timing, parse_timing
@@ -127,6 +128,7 @@ sys.exit(code)
 
 def test_a_run_on_cached_features_never_imports_paddle_and_logs_its_time(synthetic_root, tmp_path, monkeypatch):
     monkeypatch.setenv("PATCHBENCH_CACHE", str(tmp_path / "root"))
+    monkeypatch.setattr(units, "_BACKBONES", {})  # a backbone built by an earlier test keeps its cache folder
     args = ["--data-path", str(synthetic_root), *SMALL_RUN]
     assert main([*args, "--output", str(tmp_path / "cold")]) == 0  # fills the caches (Paddle is imported here)
     assert saved_model_problem(str(saved_folder(tmp_path / "root" / "models"))) is None
