@@ -49,7 +49,7 @@ from bench.errors import PatchbenchError
 from bench.filehash import file_sha256
 from bench.log import logger
 from bench.model_weights import file_weights_id, random_weights_id
-from bench.paddle_build import compiled_with_cuda
+from methods.paddle_build import compiled_with_cuda
 from bench.paddle_import import paddle as _paddle
 from bench.quiet_stderr import drop_lines
 from bench.saved_model import remove_model, saved_model_problem, write_sizes

@@ -146,7 +146,9 @@ def weights_file_id(path: Path, header: dict) -> str:
 
 
 def imagenet_md5(backbone: str) -> str | None:
-    import bench.backbone  # noqa: F401  (sets Paddle's CPU environment before paddle is imported)
+    from bench.paddle_import import paddle
+
+    paddle()  # Paddle's CPU environment set, its import noise dropped
     from paddle.vision.models.resnet import model_urls
 
     return model_urls[backbone][1] if backbone in model_urls else None

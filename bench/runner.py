@@ -16,7 +16,6 @@ start-up and overhead (imports, plugins, Paddle when it extracts).
 
 from __future__ import annotations
 
-import contextlib
 import sys
 import time
 from dataclasses import dataclass
@@ -26,12 +25,10 @@ from typing import TextIO
 import pandas as pd
 
 from bench.log import attach_run_log, detach_run_log, logger, progress
-from bench.paddle_build import has_no_gpu
 from bench.run_timing import format_timing, process_seconds
 from bench.units import Naming, Unit, backbone_for, method_seeds, run_unit, seeded
 from bench.versions import versions
 from datasets import resolve_categories
-from methods import backend as kernels
 from methods.base import AnomalyMethod
 from reports.atomic import write_atomic
 from reports.runfolder import RunFolder, RunSettings
@@ -94,23 +91,9 @@ def run(options, methods: dict[str, type[AnomalyMethod]], data_root: Path, folde
     log_handler = attach_run_log(folder.path)
     logger.info("run folder: %s", folder.path)
     try:
-        with numpy_kernels_when_no_gpu():
-            return _run(options, methods, data_root, categories, folder, out, provided, distributed)
+        return _run(options, methods, data_root, categories, folder, out, provided, distributed)
     finally:
         detach_run_log(log_handler)
-
-
-def numpy_kernels_when_no_gpu():
-    """The methods' kernel backend, settled before anything is timed.
-
-    Left at ``auto``, ``methods.backend`` imports Paddle (about a second) inside
-    the first fit to learn there is no GPU, which the build flags already say
-    (``bench.paddle_build``): that import would pass for fitting. The answer
-    ``auto`` would give, and only then; an explicit choice is left alone.
-    """
-    if kernels.requested_backend() == "auto" and has_no_gpu():
-        return kernels.backend("numpy")
-    return contextlib.nullcontext()
 
 
 def run_settings(options, methods, data_root: Path, categories: list[str], built: list) -> RunSettings:

@@ -26,6 +26,7 @@ from contextlib import contextmanager
 from typing import Iterator
 
 from methods.base import MethodError
+from methods.paddle_build import has_no_gpu
 
 
 ENV_VAR = "PATCHBENCH_KERNELS"
@@ -72,8 +73,8 @@ def requested_backend() -> str:
 @functools.lru_cache(maxsize=1)
 def paddle_has_gpu() -> bool:
     """True when paddle is installed, built with CUDA, and at least one GPU is visible."""
-    if importlib.util.find_spec("paddle") is None:
-        return False
+    if importlib.util.find_spec("paddle") is None or has_no_gpu():
+        return False  # a CPU build says so in its build flags: no import (about a second) needed
     import paddle
 
     return bool(paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0)
