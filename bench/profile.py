@@ -207,6 +207,11 @@ def parser() -> argparse.ArgumentParser:
                     "nearest-neighbour search and each method's predict at MVTec scale, on seeded "
                     "synthetic inputs. Prints a Markdown table.",
     )
+    p.add_argument("--profile", choices=["steps", "scale"], default="steps",
+                   help="steps (default): each expensive step timed alone; scale: each fast path beside what it "
+                        "replaces (pruned vs brute-force search with recall, PaDiM fit vs its FLOP floor, SPADE, "
+                        "coresets vs the plain loop, cold vs warm start) and one wide_resnet50_2 category of "
+                        "300 + 105 images end to end (tens of minutes; about 4 GB of memory)")
     p.add_argument("--quick", action="store_true", help="small sizes: a smoke test that runs in seconds")
     p.add_argument("--points", type=int, default=None,
                    help="coreset input features (default 160,000 of 384 dims; 10%% are selected)")
@@ -217,7 +222,8 @@ def parser() -> argparse.ArgumentParser:
                    help="backbone of the feature-extraction row (other rows use resnet18's feature sizes)")
     p.add_argument("--seed", type=int, default=0, help="seed of every synthetic input (default 0)")
     p.add_argument("--skip", default="", metavar="ROWS",
-                   help="comma-separated row groups to leave out: extract, coreset, search, methods")
+                   help="comma-separated row groups to leave out: extract, coreset, search, methods; with "
+                        "--profile scale: search, padim, spade, coreset, start, category")
     p.add_argument("--output", type=Path, default=None, help="also write the table to this Markdown file")
     return p
 
@@ -230,6 +236,15 @@ def main(argv: list[str] | None = None) -> int:
             parser().error("--points must be at least 2")
         sizes = Sizes(**{**sizes.__dict__, "points": options.points})
     skip = {s.strip() for s in options.skip.split(",") if s.strip()}
+    if options.profile == "scale":
+        from bench.profile_scale import QUICK_SCALE, SCALE, SECTIONS, scale_report
+
+        unknown = skip - set(SECTIONS)
+        if unknown:
+            parser().error(f"unknown section(s) for --skip with --profile scale: {', '.join(sorted(unknown))}")
+        body = scale_report(QUICK_SCALE if options.quick else SCALE, options.seed, frozenset(skip))
+        return emit(f"## patchbench profile --profile scale{' (--quick)' if options.quick else ''}\n\n"
+                    f"{describe_machine()}\n\n{body}", options.output)
     unknown = skip - {"extract", "coreset", "search", "methods"}
     if unknown:
         parser().error(f"unknown row group(s) for --skip: {', '.join(sorted(unknown))}")
@@ -244,9 +259,13 @@ def main(argv: list[str] | None = None) -> int:
         if name not in skip:
             rows += make()
     header = f"## patchbench profile{' (--quick)' if options.quick else ''}\n\n{describe_machine()}"
-    table = markdown(rows, header)
+    return emit(markdown(rows, header), options.output)
+
+
+def emit(table: str, output: Path | None) -> int:
+    """Print the table and, with ``--output``, write it too."""
     print(table, end="")
-    if options.output is not None:
-        options.output.parent.mkdir(parents=True, exist_ok=True)
-        options.output.write_text(table, encoding="utf-8")
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(table, encoding="utf-8")
     return 0

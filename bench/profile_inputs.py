@@ -15,6 +15,8 @@ import numpy as np
 # resnet18 channels of layer1..layer3 and the grid each has at 224 x 224.
 RESNET18 = {"layer1": (64, 56), "layer2": (128, 28), "layer3": (256, 14)}
 RESNET18_POOLED = 512  # avgpool pools layer4
+# wide_resnet50_2 channels of layer1..layer3 and their grid at 224 x 224.
+WIDE_RESNET50 = {"layer1": (256, 56), "layer2": (512, 28), "layer3": (1024, 14)}
 
 
 @dataclass(frozen=True)
@@ -156,13 +158,15 @@ def structured_feature_maps(n: int, channels: int, side: int, seed: int, *, cate
     return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
 
 
-def structured_features(n: int, sizes: Sizes, layers, seed: int, *, category: int = 0):
+def structured_features(n: int, sizes: Sizes, layers, seed: int, *, category: int = 0,
+                        grid: dict[str, tuple[int, int]] | None = None):
     """A ``FeatureSet`` like ``resnet18_features`` but from ``structured_feature_maps``: every layer of an
     image shares one part layout (so positions correspond across layers); ``avgpool`` is a ReLU'd
-    projection (fixed by ``category``) of the image's mean layer3, so similar images pool near."""
+    projection (fixed by ``category``) of the image's mean layer3, so similar images pool near.
+    ``grid``: channels and side per layer (default resnet18's at ``sizes.image_size``; see ``WIDE_RESNET50``)."""
     from methods.base import FeatureSet
 
-    grid = sizes.grid
+    grid = sizes.grid if grid is None else grid
     side = max(s for _, s in grid.values())
     labels = part_layout(n, side, seed, category=category)
     maps = {}

@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from bench.profile import main
 from bench.profile_inputs import patch_like_features
@@ -56,3 +57,27 @@ def test_the_command_dispatches_to_profile():
     result = subprocess.run([sys.executable, "bench.py", "profile", "--help"], cwd=REPO,
                             capture_output=True, text=True)
     assert result.returncode == 0 and "--full-reference" in result.stdout and "--quick" in result.stdout
+
+
+def test_quick_scale_profile_has_every_comparison_and_the_category(tmp_path, capsys):
+    # The cold/warm section runs six bench.py processes; tests/test_warm_start.py covers measure_start.
+    out = tmp_path / "scale.md"
+    assert main(["--profile", "scale", "--quick", "--skip", "start", "--output", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert out.read_text() == printed
+    rows = {line.split("|")[1].strip(): line for line in printed.splitlines() if line.startswith("| ")}
+    for what in ("PatchCore nearest bank entry (resnet18)", "PatchCore nearest bank entry (wide_resnet50_2)",
+                 "PaDiM fit", "SPADE predict (resnet18)", "coreset, texture-like features",
+                 "coreset, object-like features", "patchcore", "padim", "spade"):
+        assert what in rows, what
+    assert rows["PatchCore nearest bank entry (resnet18)"].count("recall 1.0000") == 1
+    assert "largest map difference 0.0e+00" in rows["SPADE predict (resnet18)"]
+    assert all("same selection" in rows[f"coreset, {kind} features"] for kind in ("texture-like", "object-like"))
+    assert "x 1536 |" in rows["PatchCore nearest bank entry (wide_resnet50_2)"]
+    assert "6 train + 5 test images, resnet18" in printed and "Cold and warm" not in printed
+
+
+def test_scale_profile_refuses_an_unknown_section(capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["--profile", "scale", "--quick", "--skip", "extract"])
+    assert exited.value.code == 2 and "unknown section(s) for --skip with --profile scale: extract" in capsys.readouterr().err
