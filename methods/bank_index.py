@@ -43,6 +43,17 @@ index. The result is the true nearest row up to the rounding of that direct
 distance (a relative ~D * 2^-24 in the squared distance): at least as near as
 brute force's pick, and with the same distance as brute force returns
 whenever brute force's pick is the nearest.
+
+Everything above runs in the bank's stored coordinates: rows less the bank's
+mean (``ClusteredBank.offset``), queries less the same offset, both rounded to
+float32. Smaller norms make ``e_q`` (and the near ties) ~10x smaller on CNN
+features. The rounding of that subtraction moves each vector by at most
+``eta = u (|q'| + |b'|)`` (``u`` = 2^-24, per component ``|fl(x) - x| <= u |x|``),
+so a pair's stored-coordinate distance is within ``eta`` of its own distance,
+and the row nearest in the bank as given is within ``2 eta`` of the best found
+in stored coordinates: the bounds keep ``2 eta`` more (``u_q``, and the width
+grows by ``4 eta (D + eta)``), and the winner's direct distance is taken on the
+rows and query as given (``ClusteredBank.raw``), as brute force takes it.
 """
 
 from __future__ import annotations
@@ -56,7 +67,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from methods.bank_clusters import ClusteredBank
-from methods.coreset_bounds import rounding_slack
+from methods.coreset_bounds import UNIT_ROUNDOFF, rounding_slack
 from methods.nearest import DEFAULT_BUDGET_BYTES, chunk_rows, squared_norms
 
 # Above this share of brute force's multiply-adds left after pruning (overheads counted), search everything.
@@ -104,8 +115,9 @@ def round_up_float32(x: np.ndarray) -> np.ndarray:
 class _Search:
     """The running state of one batch: the best expansion value per query and the near-best rows seen."""
 
-    def __init__(self, queries, bank: ClusteredBank, row_mask, budget_bytes):
-        self.q = queries
+    def __init__(self, queries, bank: ClusteredBank, row_mask, budget_bytes, raw_queries):
+        self.q = queries  # less bank.offset (the stored coordinates)
+        self.q_raw = raw_queries
         self.qn = squared_norms(queries)
         self.bank = bank
         self.row_mask = row_mask
@@ -130,12 +142,20 @@ class _Search:
         ``best`` only falls during a search, so a width taken earlier covers the final one.
         """
         reach = np.sqrt(np.maximum(best + self.e_any[at], 0))
-        return self.slack * (2 * self.q_norm[at] + reach) ** 2 * (1 + BOUND_ROUNDING)
+        eta = self.offset_error(reach, at)
+        return (self.slack * (2 * self.q_norm[at] + reach) ** 2 + 4 * eta * (reach + eta)) * (1 + BOUND_ROUNDING)
+
+    def offset_error(self, reach: np.ndarray, at) -> np.ndarray:
+        """How far the offset's rounding may move a distance between query ``at`` and a row within
+        ``reach`` of it: ``u (|q'| + |b'|)`` with ``|b'| <= |q'| + reach``, doubled for safety."""
+        return 2 * UNIT_ROUNDOFF * (2 * self.q_norm[at] + reach)
 
     def upper_bound(self) -> np.ndarray:
-        """``[M]`` float64 above the exact distance of each query's best row so far."""
+        """``[M]`` float64 above the exact stored-coordinate distance of each query's best row so far,
+        plus the ``2 eta`` that the row nearest in the bank as given may lie beyond it."""
         everyone = slice(None)
-        return np.sqrt(self.best + self.width(self.best, everyone) / 2) * (1 + BOUND_ROUNDING)
+        upper = np.sqrt(self.best + self.width(self.best, everyone) / 2)
+        return (upper + 2 * self.offset_error(upper, everyone)) * (1 + BOUND_ROUNDING)
 
     def columns(self, start: int, stop: int, n_in: int, gather: bool = False):
         """Stored-row ids ``[n]``, rows ``[n, D]`` and norms ``[n]`` to multiply for rows ``start:stop``:
@@ -234,8 +254,10 @@ class _Search:
         # wide_resnet50_2 queries).
         dist = np.empty(len(qi), dtype=np.float32)
         step = max(1, self.budget_bytes // (4 * self.q.shape[1]))
+        source = self.bank.source
         for at in range(0, len(qi), step):
-            diff = self.bank.rows[ri[at : at + step]] - self.q[qi[at : at + step]]
+            # As given, not in stored coordinates: the distance brute force returns.
+            diff = self.bank.raw[source[ri[at : at + step]]] - self.q_raw[qi[at : at + step]]
             dist[at : at + step] = np.sqrt(np.einsum("ij,ij->i", diff, diff))
         order = np.lexsort((self.bank.source[ri], dist, qi))
         first = order[np.r_[True, qi[order][1:] != qi[order][:-1]]]
@@ -259,7 +281,8 @@ def nearest_in_clusters(
     member). guess: ``[M]`` stored-row indices of a likely near row each (must
     be in ``row_mask``), tightening the first upper bound.
     """
-    q = np.ascontiguousarray(queries, dtype=np.float32)
+    raw = np.ascontiguousarray(queries, dtype=np.float32)
+    q = raw - bank.offset  # the bank's stored coordinates
     m, dim = q.shape
     if m == 0:
         return Nearest(np.empty(0, np.float32), np.empty(0, np.int64), 0, 0)
@@ -269,7 +292,7 @@ def nearest_in_clusters(
     live = (sizes > 0) & (radii > -np.inf)
     # Rows a product over cluster j multiplies: all its rows unless few are in the gallery (``meet``).
     multiplied = np.where(sizes < GATHER_BELOW * (stops - starts), sizes, stops - starts)
-    search = _Search(q, bank, row_mask, budget_bytes)
+    search = _Search(q, bank, row_mask, budget_bytes, raw)
     total = m * int(sizes[live].sum())
 
     if 2.0 * dim * total < MIN_PRUNE_FLOPS:  # a few ms of products: bounds cannot win back their cost

@@ -45,7 +45,7 @@ def gallery_index(train: np.ndarray, seed: int = 0, n_clusters: int | None = Non
     slot = np.empty(n_train * p, dtype=np.int64)
     slot[order] = np.arange(len(order))
     stored_image = image[order]
-    radii = member_radii(bank.rows, bank.labels, centres, n_train, stored_image)
+    radii = member_radii(bank.rows, bank.labels, bank.centres, n_train, stored_image)
     return GalleryIndex(bank=bank, image_of_row=stored_image, slot=slot.reshape(n_train, p), radii=radii)
 
 

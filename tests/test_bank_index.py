@@ -133,6 +133,20 @@ def test_many_near_ties_are_resolved_a_block_at_a_time():
     check_exact(q, bank, small.distances, idx_small, rtol=1e-4)
 
 
+def test_distances_are_taken_on_the_rows_as_given():
+    """The search runs less the bank's mean, but the distance returned is the direct one on the rows and
+    queries as given, computed as brute force computes it (bit for bit)."""
+    rng = np.random.default_rng(11)
+    bank = (20 + rng.normal(size=(800, 48))).astype(np.float32)
+    q = (20 + rng.normal(size=(150, 48))).astype(np.float32)
+    found, idx = search(q, bank, n_clusters=20)
+    clustered = cluster_bank(bank, n_clusters=20)
+    assert np.abs(clustered.offset - 20).max() < 0.2 and np.abs(clustered.rows.mean(axis=0)).max() < 1e-3
+    diff = bank[idx] - q
+    np.testing.assert_array_equal(found.distances, np.sqrt(np.einsum("ij,ij->i", diff, diff)))
+    check_exact(q, bank, found.distances, idx)
+
+
 def test_near_ties_are_ordered_by_the_direct_distance():
     """Two rows whose distances differ far below the expansion's rounding: the nearer must win."""
     rng = np.random.default_rng(9)
