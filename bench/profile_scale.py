@@ -134,22 +134,14 @@ def recall(found: np.ndarray, found_rows: np.ndarray, brute: np.ndarray, brute_r
     return float(np.mean((found_rows == brute_rows) | (found <= brute + tolerance)))
 
 
-def search_comparison(backbone: str, train_images: int, test_images: int, image_size: int,
-                      seed: int) -> Comparison:
-    """PatchCore fitted on seeded structured features (the memory bank is its coreset, as in a run), then
-    the test patches' nearest bank entries by brute force and by the pruned search."""
-    from bench.profile_inputs import FULL, RESNET18, WIDE_RESNET50, structured_features
+def search_comparison(backbone: str, train, test, data: str, seed: int) -> Comparison:
+    """PatchCore fitted on ``train`` (the memory bank is its coreset, as in a run), then the nearest bank
+    entries of ``test``'s patches by brute force and by the pruned search. ``data`` says what the features are."""
     from methods.bank_index import nearest_in_clusters
     from methods.nearest import nearest_neighbors_numpy
     from methods.patchcore import PatchCore, patch_embedding
 
-    table = {"resnet18": RESNET18, "wide_resnet50_2": WIDE_RESNET50}[backbone]
-    grid = scaled_grid(table, image_size)
-    sizes = FULL if image_size == FULL.image_size else type(FULL)(image_size=image_size)
-    layers = ("layer2", "layer3")
-    model = PatchCore(seed=seed, search="pruned").fit(
-        structured_features(train_images, sizes, layers, seed + 11, grid=grid))
-    test = structured_features(test_images, sizes, layers, seed + 12, grid=grid)
+    model = PatchCore(seed=seed, search="pruned").fit(train)
     queries = patch_embedding(test).reshape(-1, model.memory_bank_.shape[1])
     bank = model.clustered_bank()
     brute_seconds, (brute, brute_rows) = best_time(lambda: nearest_neighbors_numpy(queries, model.memory_bank_), 3)
@@ -157,12 +149,45 @@ def search_comparison(backbone: str, train_images: int, test_images: int, image_
     rows = bank.source[found.rows]
     n_bank, dim = model.memory_bank_.shape
     return Comparison(
-        f"PatchCore nearest bank entry ({backbone})",
-        f"{len(queries):,} queries ({test_images} image{'s' if test_images > 1 else ''}) x {n_bank:,} bank x {dim}", seconds,
-        "brute force (chunked GEMM)", brute_seconds,
+        f"PatchCore nearest bank entry ({backbone}, {data})",
+        f"{len(queries):,} queries ({len(test)} image{'s' if len(test) > 1 else ''}) x {n_bank:,} bank x {dim}",
+        seconds, "brute force (chunked GEMM)", brute_seconds,
         f"recall {recall(found.distances, rows, brute[:, 0], brute_rows[:, 0]):.4f}; full distances for "
-        f"{100 * found.computed_fraction:.1f} % of pairs; bank = PatchCore's coreset of {train_images} structured "
-        f"images; best of 3")
+        f"{100 * found.computed_fraction:.1f} % of pairs; bank = PatchCore's coreset of {len(train)} images; "
+        "best of 3")
+
+
+def structured_pair(backbone: str, train_images: int, test_images: int, image_size: int, seed: int):
+    """Seeded structured layer2 and layer3 features of ``backbone``'s shapes: train and test ``FeatureSet``."""
+    from bench.profile_inputs import FULL, RESNET18, WIDE_RESNET50, structured_features
+
+    grid = scaled_grid({"resnet18": RESNET18, "wide_resnet50_2": WIDE_RESNET50}[backbone], image_size)
+    sizes = FULL if image_size == FULL.image_size else type(FULL)(image_size=image_size)
+    layers = ("layer2", "layer3")
+    return (structured_features(train_images, sizes, layers, seed + 11, grid=grid),
+            structured_features(test_images, sizes, layers, seed + 12, grid=grid))
+
+
+def backbone_pair(backbone: str, scene: str, train_images: int, test_images: int, image_size: int, seed: int):
+    """layer2 and layer3 of ``backbone`` (random weights: no download) on a synthetic category's good
+    training and test images: train and test ``FeatureSet``."""
+    import tempfile
+
+    from bench.backbone import Backbone
+    from datasets import load_split, read_images
+    from datasets.synthetic import ImageCounts, build_synthetic
+    from methods.base import FeatureSet
+
+    counts = ImageCounts(train=train_images, test_good=test_images, per_defect=0)
+    net = Backbone(backbone, weights="random", seed=seed)
+    pair = []
+    with tempfile.TemporaryDirectory(prefix="patchbench-profile-") as tmp:
+        root = build_synthetic(tmp, seed, categories=[scene], counts=counts)
+        for split in ("train", "test"):
+            paths = [sample.image_path for sample in load_split(root, scene, split)]
+            images = read_images(paths, resize=image_size * 8 // 7, crop=image_size)
+            pair.append(FeatureSet(net.extract(images, ("layer2", "layer3")), (image_size, image_size)))
+    return pair
 
 
 # --- SPADE's predict: pruned galleries against brute force ---------------------------------------
@@ -228,10 +253,13 @@ def scale_report(sizes: ScaleSizes, seed: int = 0, skip: frozenset[str] = frozen
     parts = []
     rows: list[Comparison] = []
     if "search" not in skip:
-        rows.append(search_comparison("resnet18", sizes.resnet18_bank_images, sizes.query_images,
-                                      sizes.image_size, seed))
-        rows.append(search_comparison("wide_resnet50_2", sizes.wide_resnet_bank_images, sizes.query_images,
-                                      sizes.image_size, seed))
+        for backbone, images in (("resnet18", sizes.resnet18_bank_images),
+                                 ("wide_resnet50_2", sizes.wide_resnet_bank_images)):
+            pair = structured_pair(backbone, images, sizes.query_images, sizes.image_size, seed)
+            rows.append(search_comparison(backbone, *pair, "structured features", seed))
+            for scene in ("chip", "weave"):
+                pair = backbone_pair(backbone, scene, images, sizes.query_images, sizes.image_size, seed)
+                rows.append(search_comparison(backbone, *pair, f"{scene}, random weights", seed))
     if "padim" not in skip:
         rows.append(padim_fit_comparison(sizes.padim_images, sizes.image_size, seed))
     if "spade" not in skip:

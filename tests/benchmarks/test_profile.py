@@ -66,14 +66,15 @@ def test_quick_scale_profile_has_every_comparison_and_the_category(tmp_path, cap
     printed = capsys.readouterr().out
     assert out.read_text() == printed
     rows = {line.split("|")[1].strip(): line for line in printed.splitlines() if line.startswith("| ")}
-    for what in ("PatchCore nearest bank entry (resnet18)", "PatchCore nearest bank entry (wide_resnet50_2)",
-                 "PaDiM fit", "SPADE predict (resnet18)", "coreset, texture-like features",
+    searches = [f"PatchCore nearest bank entry ({backbone}, {data})" for backbone in ("resnet18", "wide_resnet50_2")
+                for data in ("structured features", "chip, random weights", "weave, random weights")]
+    for what in (*searches, "PaDiM fit", "SPADE predict (resnet18)", "coreset, texture-like features",
                  "coreset, object-like features", "patchcore", "padim", "spade"):
         assert what in rows, what
-    assert rows["PatchCore nearest bank entry (resnet18)"].count("recall 1.0000") == 1
+    assert all("recall 1.0000" in rows[what] for what in searches)
     assert "largest map difference 0.0e+00" in rows["SPADE predict (resnet18)"]
     assert all("same selection" in rows[f"coreset, {kind} features"] for kind in ("texture-like", "object-like"))
-    assert "x 1536 |" in rows["PatchCore nearest bank entry (wide_resnet50_2)"]
+    assert "x 1536 |" in rows["PatchCore nearest bank entry (wide_resnet50_2, chip, random weights)"]
     assert "6 train + 5 test images, resnet18" in printed and "Cold and warm" not in printed
 
 
