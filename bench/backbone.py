@@ -70,8 +70,9 @@ CHANNELS = {
 }
 CONNECT_TIMEOUT_S = 5.0
 # Part of a traced model's cache key: bump when _Trunk computes something else for the same
-# layer names (2: avgpool pools layer4, not the deepest stage requested).
-TRUNK_VERSION = 2
+# layer names (2: avgpool pools layer4, not the deepest stage requested), or saves it otherwise
+# (3: with sizes.json, so that models saved before are traced again, not reported as damaged).
+TRUNK_VERSION = 3
 
 
 def feature_shape(name: str, layer: str, image_size: tuple[int, int]) -> tuple[int, ...]:
@@ -249,7 +250,15 @@ class Backbone:
             logger.warning("warning: saved inference model %s cannot be loaded (%s); tracing it again",
                            folder, " ".join(str(error).split())[:300] or type(error).__name__)
             remove_model(folder)
-            return self._load_predictor(self._saved_model(layers, height, width))
+            folder = self._saved_model(layers, height, width)
+            try:
+                return self._load_predictor(folder)
+            except Exception as again:  # noqa: BLE001
+                raise PatchbenchError(
+                    f"the {self.name} inference model traced again into {folder} cannot be loaded either "
+                    f"({' '.join(str(again).split())[:300] or type(again).__name__}): the saved file was not the "
+                    f"cause; check the device ({self.device}, --device) and the Paddle installation"
+                ) from again
 
     def _load_predictor(self, folder: str):
         paddle = _paddle()

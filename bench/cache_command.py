@@ -12,7 +12,7 @@ import json
 import shutil
 from pathlib import Path
 
-from bench.saved_model import saved_model_problem
+from bench.saved_model import remove_model, saved_model_problem
 from bench.features import MANIFEST, default_cache_dir
 from datasets.cache_root import cache_root
 
@@ -104,7 +104,7 @@ def main(argv: list[str]) -> int:
         print(f"removed {len(removed)} entries from {cache_dir}")
         models = model_entries(models_dir)
         for folder in models:
-            shutil.rmtree(folder, ignore_errors=True)
+            remove_model(str(folder))  # renamed first: a run loading it never sees it half-deleted
         print(f"removed {len(models)} saved models from {models_dir}")
     else:
         print(listing(cache_dir))

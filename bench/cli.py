@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import atexit
 import importlib
-import logging
 import os
 import sys
 from pathlib import Path
@@ -257,7 +256,6 @@ def exit_now(code: int) -> None:
     everything the run wrote was already written atomically.
     """
     atexit._run_exitfuncs()  # weakref finalizers, temporary folders, logging.shutdown
-    logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()

@@ -211,7 +211,7 @@ def parser() -> argparse.ArgumentParser:
                    help="steps (default): each expensive step timed alone; scale: each fast path beside what it "
                         "replaces (pruned vs brute-force search with recall, PaDiM fit vs its FLOP floor, SPADE, "
                         "coresets vs the plain loop, cold vs warm start) and one wide_resnet50_2 category of "
-                        "300 + 105 images end to end (tens of minutes; about 4 GB of memory)")
+                        "300 + 105 images end to end (about 9 minutes; about 10 GB of memory)")
     p.add_argument("--quick", action="store_true", help="small sizes: a smoke test that runs in seconds")
     p.add_argument("--points", type=int, default=None,
                    help="coreset input features (default 160,000 of 384 dims; 10%% are selected)")

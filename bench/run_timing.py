@@ -13,7 +13,7 @@ import re
 import time
 from dataclasses import dataclass
 
-# Imported by bench.cli before anything heavy: the fallback start when /proc cannot tell.
+# The fallback start when /proc cannot tell (imported by bench.runner: later than the process start).
 _IMPORTED_AT = time.perf_counter()
 
 PHASES = ("features", "fit", "predict", "statistics", "scoring", "report")

@@ -62,7 +62,7 @@ def measure_start(backbones=("resnet18",), category: str = "chip", methods: str 
         if data_path is None:
             from datasets import build_synthetic
 
-            data_path = build_synthetic(tmp / "data", seed=0)
+            data_path = build_synthetic(tmp / "data", seed=0, categories=[category])
         for round_ in range(rounds):
             for backbone in backbones:
                 root = tmp / f"cache-{round_}-{backbone}"

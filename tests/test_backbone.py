@@ -13,7 +13,7 @@ import pytest
 
 from bench import backbone as bb  # before paddle: sets the CPU thread env
 from bench import threads
-from bench.backbone import Backbone, feature_shape
+from bench.backbone import TRUNK_VERSION, Backbone, feature_shape
 from bench.errors import PatchbenchError
 
 import paddle  # noqa: E402
@@ -224,7 +224,7 @@ def test_saved_model_cache_is_reused(tmp_path):
     x = images(1)
     first = Backbone("resnet18", weights="random", seed=0, device="cpu", cache_dir=tmp_path)
     expected = first.extract(x, ["layer1", "layer2"])["layer2"]
-    assert [p.name for p in tmp_path.iterdir()] == [f"resnet18_random-seed0_layer1-layer2_64x64_trunk2_paddle{paddle.__version__}"]
+    assert [p.name for p in tmp_path.iterdir()] == [f"resnet18_random-seed0_layer1-layer2_64x64_trunk{TRUNK_VERSION}_paddle{paddle.__version__}"]
     second = Backbone("resnet18", weights="random", seed=0, device="cpu", cache_dir=tmp_path)
     np.testing.assert_array_equal(second.extract(x, ["layer2", "layer1"])["layer2"], expected)
     assert second._net is None  # served from the cache: the eager model was never built
