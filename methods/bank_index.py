@@ -245,7 +245,15 @@ class _Search:
         self.meet_all(jobs, min_jobs=1)
 
     def result(self) -> tuple[np.ndarray, np.ndarray]:
-        """The nearest row of every query by direct distance among the rows within ``width`` of its best."""
+        """The nearest row of every query by direct distance among the rows within ``width`` of its best.
+
+        A query with a NaN compares false with everything, so nothing is found for it: its distance is
+        NaN (as brute force gives) and its row 0, so the outputs stay aligned with the queries.
+        """
+        m = len(self.q)
+        out_d, out_r = np.full(m, np.nan, dtype=np.float32), np.zeros(m, dtype=np.int64)
+        if not self.found:
+            return out_d, out_r
         qi, ri, v = (np.concatenate(parts) for parts in zip(*self.found))
         keep = v <= self.best[qi] + self.width(self.best[qi], qi)
         qi, ri = qi[keep], ri[keep]
@@ -257,11 +265,13 @@ class _Search:
         source = self.bank.source
         for at in range(0, len(qi), step):
             # As given, not in stored coordinates: the distance brute force returns.
-            diff = self.bank.raw[source[ri[at : at + step]]] - self.q_raw[qi[at : at + step]]
+            diff = self.bank.raw[source[ri[at : at + step]]]
+            diff -= self.q_raw[qi[at : at + step]]
             dist[at : at + step] = np.sqrt(np.einsum("ij,ij->i", diff, diff))
         order = np.lexsort((self.bank.source[ri], dist, qi))
         first = order[np.r_[True, qi[order][1:] != qi[order][:-1]]]
-        return dist[first], ri[first]
+        out_d[qi[first]], out_r[qi[first]] = dist[first], ri[first]
+        return out_d, out_r
 
 
 def nearest_in_clusters(
@@ -307,13 +317,13 @@ def nearest_in_clusters(
         search.found.append((np.arange(m), g, search.best.copy()))
 
     # v[q, j] = |q - c_j|^2 by the float32 expansion, off by at most e_q (the largest centre norm in it).
-    v = (q * np.float32(-2.0)) @ bank.centres.T  # [M, C]
+    v = q @ (bank.centres.T * np.float32(-2.0))  # [M, C]; scaling by 2 is exact, and no [M, D] copy
     v += search.qn[:, None]
     v += bank.centre_sq_norms[None, :]
     if not live.all():
         v[:, ~live] = np.inf
     c_max = float(np.sqrt(bank.centre_sq_norms.max()))
-    q_norm = np.sqrt(search.qn.astype(np.float64))
+    q_norm = search.q_norm
     e_q = (search.slack / 2 * (q_norm + c_max) ** 2 * (1 + THRESHOLD_ROUNDING)).astype(np.float32)
     r = np.where(live, radii * (1 + 1e-6), np.nan).astype(np.float32)
     first = v.argmin(axis=1)

@@ -208,6 +208,14 @@ def fit_gaussians(
             # [pc, d, N]: a free view when x is position-major (PaDiM's padim_samples).
             samples = np.ascontiguousarray(x[:, start:stop].transpose(1, 2, 0), dtype=np.float32)
             mu = samples.sum(axis=2, dtype=np.float64) / n
+            # A NaN or inf anywhere makes its position's mean non-finite; the float64 check below sees only
+            # the chunk's first position, and LAPACK's Cholesky lets NaN through.
+            bad = np.flatnonzero(~np.isfinite(mu).all(axis=1))
+            if len(bad):
+                raise MethodError(
+                    f"PaDiM's training features at position {start + int(bad[0])} hold non-finite values "
+                    "(NaN or inf): check the backbone's input images and weights"
+                )
             mean[start:stop] = mu
             centred = samples - mu.astype(np.float32)[:, :, None]
             for i in range(stop - start):

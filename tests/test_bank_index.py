@@ -147,6 +147,22 @@ def test_distances_are_taken_on_the_rows_as_given():
     check_exact(q, bank, found.distances, idx)
 
 
+@pytest.mark.parametrize("bad", [[4], list(range(10))])
+def test_nan_queries_keep_the_outputs_aligned(bad):
+    """A NaN query finds nothing (every comparison is false): NaN for it, as brute force gives, and every
+    other query's answer in its own place."""
+    rng = np.random.default_rng(12)
+    bank = rng.normal(size=(300, 16)).astype(np.float32)
+    q = rng.normal(size=(10, 16)).astype(np.float32)
+    q[bad, 3] = np.nan
+    found, idx = search(q, bank, n_clusters=12)
+    assert found.distances.shape == (10,) and idx.shape == (10,)
+    assert np.isnan(found.distances[bad]).all()
+    good = np.setdiff1d(np.arange(10), bad)
+    if len(good):
+        check_exact(q[good], bank, found.distances[good], idx[good])
+
+
 def test_near_ties_are_ordered_by_the_direct_distance():
     """Two rows whose distances differ far below the expansion's rounding: the nearer must win."""
     rng = np.random.default_rng(9)

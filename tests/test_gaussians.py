@@ -127,9 +127,20 @@ def test_covariance_error_is_the_largest_deviation_over_the_largest_variance():
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
-def test_non_finite_features_fail_the_float64_check():
+@pytest.mark.parametrize("value", [np.nan, np.inf])
+def test_non_finite_features_at_any_position_fail(value):
+    # Position 1: not the first of its chunk, so the float64 check alone would not see it.
     x = post_relu_samples(10, 4, 5, seed=7)
-    x[3, 0, 2] = np.inf
+    x[3, 1, 2] = value
+    with pytest.raises(MethodError, match="position 1 hold non-finite values"):
+        fit_gaussians(x, 0.01)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_huge_features_fail_the_float64_check():
+    # Finite, but its square overflows float32: the SYRK's covariance is not the float64 one.
+    x = post_relu_samples(10, 4, 5, seed=7)
+    x[3, 0, 2] = 1e25
     with pytest.raises(MethodError, match="position 0 is off from its float64 recomputation"):
         fit_gaussians(x, 0.01)
 

@@ -165,6 +165,7 @@ def test_pruned_search_predicts_what_brute_force_does(make, ratio, monkeypatch):
     monkeypatch.setattr(bank_index, "CALL_FLOPS", 0.0)
     monkeypatch.setattr(bank_index, "MIN_PRUNE_FLOPS", 0.0)
     monkeypatch.setattr(bank_index, "DENSE_FRACTION", 1.0)
+    monkeypatch.setattr(bank_index, "ESTIMATE_FRACTION", np.inf)  # nor skip to the dense pass on a guess
     train, test = make(12, 1), make(3, 2)
     pruned = PatchCore(coreset_ratio=ratio, seed=0, search="pruned").fit(train)
     brute = PatchCore(coreset_ratio=ratio, seed=0, search="brute").fit(train)

@@ -133,6 +133,7 @@ def test_pruned_pixel_search_gives_the_brute_force_maps(make, k, monkeypatch):
     monkeypatch.setattr(bank_index, "CALL_FLOPS", 0.0)
     monkeypatch.setattr(bank_index, "MIN_PRUNE_FLOPS", 0.0)
     monkeypatch.setattr(bank_index, "DENSE_FRACTION", 1.0)
+    monkeypatch.setattr(bank_index, "ESTIMATE_FRACTION", np.inf)  # nor skip to the dense pass on a guess
     train, test = make(9, 1), make(3, 2)
     pruned = Spade(top_k=k, search="pruned").fit(train)
     brute = Spade(top_k=k, search="brute").fit(train)
