@@ -250,15 +250,12 @@ class Backbone:
             logger.warning("warning: saved inference model %s cannot be loaded (%s); tracing it again",
                            folder, " ".join(str(error).split())[:300] or type(error).__name__)
             remove_model(folder)
-            folder = self._saved_model(layers, height, width)
-            try:
-                return self._load_predictor(folder)
-            except Exception as again:  # noqa: BLE001
-                raise PatchbenchError(
-                    f"the {self.name} inference model traced again into {folder} cannot be loaded either "
-                    f"({' '.join(str(again).split())[:300] or type(again).__name__}): the saved file was not the "
-                    f"cause; check the device ({self.device}, --device) and the Paddle installation"
-                ) from again
+        folder = self._saved_model(layers, height, width)
+        try:
+            return self._load_predictor(folder)
+        except Exception as error:  # noqa: BLE001 - traced afresh: the device's or Paddle's fault, not the file's
+            raise PatchbenchError(f"the {self.name} model traced again into {folder} cannot be loaded either: "
+                                  f"{error}; check --device ({self.device}) and the Paddle installation") from error
 
     def _load_predictor(self, folder: str):
         paddle = _paddle()

@@ -6,7 +6,7 @@
 2. Memory bank: a greedy k-center coreset of all training patch features,
    ``coreset_ratio`` of them, selected on a seeded random projection.
 3. Patch score: distance of each test patch to its nearest bank entry. On the
-   NumPy path the bank is clustered at fit and searched exactly with bounds
+   NumPy path a bank of 4,096 rows or more is clustered at fit and searched exactly with bounds
    (``methods.bank_index``): the same nearest entries as brute force, most
    distances never computed.
 4. Image score (Eq. 7): the largest patch score s*, re-weighted by how isolated

@@ -20,7 +20,7 @@ Correspondences", 2020).
    sigma 4. The image score stays the one of step 2.
 
 The image search goes through ``methods.nearest.nearest_neighbors``. The pixel
-search, on the NumPy path, clusters each level's training positions once at fit
+search, on the NumPy path and for galleries of 4,096 rows or more, clusters each level's training positions once at fit
 and searches each gallery as a subset of them, exactly, computing few of the
 distances (``methods.spade_gallery``); on a GPU it is brute force in Paddle
 (see ``methods.backend``), on the test features' shared device copies

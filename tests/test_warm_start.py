@@ -13,6 +13,7 @@ import pytest
 from bench import backbone as bb
 from bench import units
 from bench.backbone import Backbone, saved_model_problem
+from bench.errors import PatchbenchError
 from bench.cli import main
 from bench.run_timing import format_timing, parse_timing
 from bench.startup import measure_start
@@ -99,6 +100,20 @@ def test_a_damaged_saved_model_is_reported_and_traced_again(saved, damage, capsy
         np.testing.assert_allclose(array, expected[layer], rtol=1e-5, atol=1e-6)
     assert saved_model_problem(str(folder)) is None  # whole again, under the same name
     assert [p.name for p in cache_dir.iterdir()] == [folder.name]  # nothing left beside it
+
+
+def test_a_model_that_cannot_be_loaded_even_when_traced_afresh_is_a_clear_error(saved, monkeypatch, capsys):
+    """Not the file's fault (a device, a Paddle install): one re-trace, then an error that says so."""
+    cache_dir, _ = saved
+
+    def broken(self, folder):
+        raise RuntimeError("no such device")
+
+    monkeypatch.setattr(Backbone, "_load_predictor", broken)
+    again = Backbone("resnet18", weights="random", seed=0, device="cpu", cache_dir=cache_dir)
+    with pytest.raises(PatchbenchError, match="cannot be loaded either: no such device; check --device"):
+        again.extract(X, LAYERS)
+    assert capsys.readouterr().err.count("tracing it again") == 1
 
 
 def test_backbone_without_work_does_not_import_paddle():
