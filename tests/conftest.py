@@ -35,3 +35,17 @@ def category_copy(synthetic_root, tmp_path):
 def _private_cache(tmp_path_factory, monkeypatch):
     """Every test caches models and data in a folder of the session, never in the user's home."""
     monkeypatch.setenv("PATCHBENCH_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+@pytest.fixture
+def always_prune(monkeypatch):
+    """At test sizes the pruned search's cost model would search densely: make every search prune
+    (a test that wants the dense pass sets ``DENSE_FRACTION`` to 0 itself)."""
+    import numpy as np
+
+    import methods.bank_index as bank_index
+
+    monkeypatch.setattr(bank_index, "MIN_PRUNE_FLOPS", 0.0)
+    monkeypatch.setattr(bank_index, "CALL_FLOPS", 0.0)
+    monkeypatch.setattr(bank_index, "ESTIMATE_FRACTION", np.inf)
+    monkeypatch.setattr(bank_index, "DENSE_FRACTION", np.inf)

@@ -10,14 +10,7 @@ from methods.bank_index import nearest_in_clusters
 from methods.spade_gallery import gallery_index, gallery_nearest
 
 
-@pytest.fixture(autouse=True)
-def always_prune(monkeypatch):
-    """At these toy sizes the cost model would search densely: make every search prune (the dense
-    pass is forced where a test says so)."""
-    monkeypatch.setattr(bank_index, "MIN_PRUNE_FLOPS", 0.0)
-    monkeypatch.setattr(bank_index, "CALL_FLOPS", 0.0)
-    monkeypatch.setattr(bank_index, "ESTIMATE_FRACTION", np.inf)
-    monkeypatch.setattr(bank_index, "DENSE_FRACTION", np.inf)
+pytestmark = pytest.mark.usefixtures("always_prune")  # tests/conftest.py
 
 
 def brute(q, b):

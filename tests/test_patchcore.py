@@ -158,14 +158,7 @@ def structured_features(n, seed, category=0):
 
 @pytest.mark.parametrize("make", [random_features, structured_features])
 @pytest.mark.parametrize("ratio", [0.3, 1.0])
-def test_pruned_search_predicts_what_brute_force_does(make, ratio, monkeypatch):
-    import methods.bank_index as bank_index
-
-    # Prune at any cost: at this toy size the per-call overhead alone would choose the dense fallback.
-    monkeypatch.setattr(bank_index, "CALL_FLOPS", 0.0)
-    monkeypatch.setattr(bank_index, "MIN_PRUNE_FLOPS", 0.0)
-    monkeypatch.setattr(bank_index, "DENSE_FRACTION", 1.0)
-    monkeypatch.setattr(bank_index, "ESTIMATE_FRACTION", np.inf)  # nor skip to the dense pass on a guess
+def test_pruned_search_predicts_what_brute_force_does(make, ratio, always_prune):
     train, test = make(12, 1), make(3, 2)
     pruned = PatchCore(coreset_ratio=ratio, seed=0, search="pruned").fit(train)
     brute = PatchCore(coreset_ratio=ratio, seed=0, search="brute").fit(train)

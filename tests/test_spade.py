@@ -126,14 +126,7 @@ def structured(n, seed):
 
 @pytest.mark.parametrize("make", [random_features, structured])
 @pytest.mark.parametrize("k", [3, 9])  # 9 of 9: every training image, no row mask
-def test_pruned_pixel_search_gives_the_brute_force_maps(make, k, monkeypatch):
-    import methods.bank_index as bank_index
-
-    # Prune at any cost: at this toy size the per-call overhead alone would choose the dense fallback.
-    monkeypatch.setattr(bank_index, "CALL_FLOPS", 0.0)
-    monkeypatch.setattr(bank_index, "MIN_PRUNE_FLOPS", 0.0)
-    monkeypatch.setattr(bank_index, "DENSE_FRACTION", 1.0)
-    monkeypatch.setattr(bank_index, "ESTIMATE_FRACTION", np.inf)  # nor skip to the dense pass on a guess
+def test_pruned_pixel_search_gives_the_brute_force_maps(make, k, always_prune):
     train, test = make(9, 1), make(3, 2)
     pruned = Spade(top_k=k, search="pruned").fit(train)
     brute = Spade(top_k=k, search="brute").fit(train)
