@@ -2,8 +2,8 @@
 
 A plugin is a module (or any object) with functions named after the specs
 below and marked ``@hookimpl`` (``from bench import hookimpl``). The built-in
-methods (``methods.patchcore``, ``methods.padim``, ``methods.spade``) use
-exactly the same hooks as outside plugins, which are loaded from the
+methods (``methods.patchcore``, ``methods.padim``, ``methods.spade``) and data
+sets (``bench.builtin_datasets``) use exactly the same hooks as outside plugins, which are loaded from the
 ``patchbench`` entry-point group or with ``--plugin MODULE_OR_FILE.py``
 (see ``bench.plugins``).
 
@@ -14,8 +14,8 @@ registered first); none of them stops the others.
 
 Order of calls in ``python bench.py ...``: ``patchbench_add_options`` (the
 command line is then parsed), ``patchbench_check_options``, then
-``patchbench_methods``. ``bench.py predict`` calls only
-``patchbench_methods``, to find the class of a saved model.
+``patchbench_methods`` and ``patchbench_datasets``. ``bench.py predict`` calls
+only ``patchbench_methods``, to find the class of a saved model.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import pluggy
 if TYPE_CHECKING:  # for annotations only: a plugin importing ``bench`` loads nothing more
     import argparse
 
+    from datasets.base import Dataset
     from methods.base import AnomalyMethod
 
 hookspec = pluggy.HookspecMarker("patchbench")
@@ -131,4 +132,34 @@ def patchbench_methods() -> list[type[AnomalyMethod]]:
       ``predict`` must need nothing else (private attributes like
       ``_cache`` are not saved). ``model_size_bytes()`` counts the arrays
       among them.
+    """
+
+
+@hookspec
+def patchbench_datasets() -> list[type[Dataset]]:
+    """Hand the harness your dataset classes.
+
+    Called once per command that needs data sets (a run, ``--list-datasets``),
+    after the flags are parsed and checked.
+
+    :return:
+        A list of classes (not instances), each a subclass of
+        ``datasets.base.Dataset``. An empty list registers nothing.
+
+    Rules for each class (``datasets.base.Dataset`` says more):
+
+    - ``name``: a non-empty string, unique among all loaded plugins; it is
+      what ``--dataset`` selects and what run.json records.
+    - ``from_config(root, options)`` builds the run's instance (default:
+      ``cls(root, seed=options.seed)``); ``root`` is ``--data-path``.
+    - ``categories()``, ``train(category)`` and ``test(category)`` list
+      ``datasets.base.Sample`` objects: image path, label (0 good, 1
+      defective), defect type, mask path (None for good images). Errors a user
+      can fix raise ``datasets.errors.DatasetError`` naming the file and what
+      to do; the run then records them as that category's failure.
+    - ``detect(root)`` (optional) says whether a folder is laid out as this
+      data set ships: without ``--dataset`` the one layout that matches is used.
+    - ``subsets`` (optional) names defect types scored apart, and
+      ``regions(...)`` (optional) gives the defect regions with saturation
+      areas for sPRO (``datasets.mvtec_loco`` does both).
     """

@@ -1,4 +1,4 @@
-"""The plugin manager: built-in methods, installed plugins, and ``--plugin`` modules."""
+"""The plugin manager: built-in methods and data sets, installed plugins, and ``--plugin`` modules."""
 
 from __future__ import annotations
 
@@ -15,9 +15,10 @@ from bench import hookspecs
 from bench.errors import PatchbenchError
 
 if TYPE_CHECKING:
+    from datasets.base import Dataset
     from methods.base import AnomalyMethod
 
-BUILTIN_PLUGINS = ("methods.patchcore", "methods.padim", "methods.spade")
+BUILTIN_PLUGINS = ("methods.patchcore", "methods.padim", "methods.spade", "bench.builtin_datasets")
 ENTRY_POINT_GROUP = "patchbench"
 
 
@@ -59,15 +60,24 @@ def plugin_manager(extra: tuple[str, ...] | list[str] = ()) -> pluggy.PluginMana
 
 def available_methods(manager: pluggy.PluginManager) -> dict[str, type[AnomalyMethod]]:
     """Method classes by name from every registered plugin; two methods of one name are an error."""
-    found: dict[str, type[AnomalyMethod]] = {}
-    for plugin_classes in manager.hook.patchbench_methods():
+    return _by_name(manager.hook.patchbench_methods(), "method")
+
+
+def available_datasets(manager: pluggy.PluginManager) -> dict[str, type[Dataset]]:
+    """Dataset classes by name from every registered plugin; two data sets of one name are an error."""
+    return _by_name(manager.hook.patchbench_datasets(), "dataset")
+
+
+def _by_name(lists: list[list[type]], kind: str) -> dict[str, type]:
+    found: dict[str, type] = {}
+    for plugin_classes in lists:
         for cls in plugin_classes:
             name = getattr(cls, "name", "")
             if not name:
-                raise PatchbenchError(f"method class {cls.__qualname__} has no 'name'; set one")
+                raise PatchbenchError(f"{kind} class {cls.__qualname__} has no 'name'; set one")
             if name in found and found[name] is not cls:
                 raise PatchbenchError(
-                    f"two plugins register a method named {name!r} "
+                    f"two plugins register a {kind} named {name!r} "
                     f"({found[name].__module__} and {cls.__module__}); rename one"
                 )
             found[name] = cls

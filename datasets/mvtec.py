@@ -11,14 +11,12 @@ This module only lists files; reading pixels is ``datasets.transforms``.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
+from datasets.base import GOOD, IMAGE_SUFFIXES, Sample, list_images, select_categories
 from datasets.errors import DatasetError
-
-logger = logging.getLogger("patchbench")
 
 CATEGORIES: tuple[str, ...] = (
     "bottle", "cable", "capsule", "carpet", "grid", "hazelnut", "leather", "metal_nut",
@@ -29,8 +27,6 @@ OBJECTS: tuple[str, ...] = tuple(name for name in CATEGORIES if name not in TEXT
 
 GROUPS = ("all", "objects", "textures")
 SPLITS = ("train", "test")
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
-GOOD = "good"
 
 LAYOUT_HELP = (
     "expected ROOT/<category>/train/good/*.png, ROOT/<category>/test/<good|defect>/*.png "
@@ -48,17 +44,6 @@ class CategoryGroups:
 
 
 MVTEC_GROUPS = CategoryGroups({"objects": OBJECTS, "textures": TEXTURES}, "MVTec AD")
-
-
-@dataclass(frozen=True)
-class Sample:
-    """One image of a split. ``label`` is 0 for good, 1 for defective;
-    ``mask_path`` is None for good images (their mask is all zero)."""
-
-    image_path: Path
-    label: int
-    defect: str
-    mask_path: Path | None = None
 
 
 def mask_path_for(root: Path | str, category: str, defect: str, image_path: Path) -> Path:
@@ -93,37 +78,8 @@ def resolve_categories(root: Path | str, spec: str, groups: CategoryGroups = MVT
     available = list_categories(root)
     if not available:
         raise DatasetError(f"no category folders under {root}; {LAYOUT_HELP}")
-    tokens = [token.strip() for token in spec.split(",") if token.strip()]
-    if not tokens:
-        raise DatasetError(
-            f"empty category list {spec!r}; name one of: {', '.join(available)} "
-            f"(or {', '.join(GROUPS)})"
-        )
-    chosen: list[str] = []
-    for token in tokens:
-        for name in _expand(root, token, available, groups):
-            if name not in chosen:
-                chosen.append(name)
-    return chosen
-
-
-def _expand(root: Path | str, token: str, available: list[str], groups: CategoryGroups) -> list[str]:
-    """Names one spec token stands for; raises if it stands for nothing."""
-    if token == "all":
-        return list(available)
-    if token in groups.members:
-        members = groups.members[token]
-        present = [name for name in available if name in members]
-        if not present:
-            raise DatasetError(
-                f"{token!r} selects the {token} of {groups.source} "
-                f"({', '.join(members)}) but none is under {root}; available: "
-                f"{', '.join(available)}; name them instead"
-            )
-        return present
-    if token not in available:
-        raise DatasetError(_unknown_message(root, token, available))
-    return [token]
+    return select_categories(available, spec, groups.members, where=str(root), source=groups.source,
+                             known=CATEGORIES)
 
 
 def _unknown_message(root: Path | str, name: str, available: list[str]) -> str:
@@ -192,26 +148,3 @@ def _test_sample(root: Path, category: str, defect: str, path: Path) -> Sample:
             f"move the image out of the test folder"
         )
     return Sample(path, 1, defect, mask)
-
-
-def list_images(folder: Path) -> list[Path]:
-    """Image files directly in ``folder``, sorted by name.
-
-    Hidden files (``.DS_Store``) are skipped silently; any other file that is
-    not an image is skipped with a warning naming it, so a stray ``notes.txt``
-    neither sinks the run nor disappears unnoticed.
-    """
-    if not folder.is_dir():
-        return []
-    images = []
-    for path in sorted(folder.iterdir(), key=lambda p: p.name):
-        if path.name.startswith(".") or not path.is_file():
-            continue
-        if path.suffix.lower() not in IMAGE_SUFFIXES:
-            logger.warning(
-                "warning: skipping %s: not an image (expected %s); remove it or rename it",
-                path, ", ".join(sorted(IMAGE_SUFFIXES)),
-            )
-            continue
-        images.append(path)
-    return images

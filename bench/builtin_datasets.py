@@ -1,0 +1,15 @@
+"""The data sets that ship with patchbench, handed to the harness through the same hook as an outside plugin's.
+
+The classes live in ``datasets/``, which imports neither pluggy nor the
+harness; this module is their plugin.
+"""
+
+from __future__ import annotations
+
+from bench import hookimpl
+from datasets.mvtec_ad import MVTecAD
+
+
+@hookimpl
+def patchbench_datasets():
+    return [MVTecAD]
