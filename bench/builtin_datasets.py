@@ -7,9 +7,10 @@ harness; this module is their plugin.
 from __future__ import annotations
 
 from bench import hookimpl
+from datasets.base import Dataset
 from datasets.mvtec_ad import MVTecAD
 
 
 @hookimpl
-def patchbench_datasets():
+def patchbench_datasets() -> list[type[Dataset]]:
     return [MVTecAD]

@@ -19,6 +19,7 @@ from bench.cli import base_parser, parse
 from bench.errors import PatchbenchError
 from bench.models import load_model, save_model
 from bench.plugins import BUILTIN_PLUGINS
+from datasets.base import Dataset
 from methods.base import AnomalyMethod, FeatureSet, Prediction
 
 REPO = Path(__file__).resolve().parents[1]
@@ -27,12 +28,14 @@ EXPECTED_HINTS = {
     "patchbench_add_options": {"parser": argparse.ArgumentParser, "return": type(None)},
     "patchbench_check_options": {"options": argparse.Namespace, "return": type(None)},
     "patchbench_methods": {"return": list[type[AnomalyMethod]]},
+    "patchbench_datasets": {"return": list[type[Dataset]]},
 }
 
 
 def hints(fn):
     """Type hints of a spec, resolving the names ``bench.hookspecs`` imports for type checking only."""
-    return typing.get_type_hints(fn, {**vars(hookspecs), "argparse": argparse, "AnomalyMethod": AnomalyMethod})
+    return typing.get_type_hints(fn, {**vars(hookspecs), "argparse": argparse, "AnomalyMethod": AnomalyMethod,
+                                           "Dataset": Dataset})
 
 
 def test_every_hook_is_known_here():
@@ -101,7 +104,7 @@ def flags_added_by(module: str) -> tuple[list[str], list[str]]:
     return visible, hidden
 
 
-@pytest.mark.parametrize("module", BUILTIN_PLUGINS)
+@pytest.mark.parametrize("module", [m for m in BUILTIN_PLUGINS if m.startswith("methods.")])
 def test_each_builtin_flag_is_prefixed_with_its_method_name(module):
     plugin = __import__(module, fromlist=["_"])
     names = [cls.name for cls in plugin.patchbench_methods()]
