@@ -42,15 +42,14 @@ from metrics.classification import (
 from metrics.evaluate import Evaluation, evaluate
 from metrics.pro import au_pro, pro_curve
 from metrics.ranktests import average_ranks, friedman, nemenyi_critical_difference, wilcoxon
-# au_spro / spro_curve take (maps, regions), not (masks, maps); they stay out of __all__
-# until tests/test_metrics.py's generic NaN test (every __all__ name as f(masks, maps)) knows that
-from metrics.spro import au_spro, spro_curve  # noqa: F401
+from metrics.spro import au_spro, spro_curve
 
 __all__ = [
     "Evaluation",
     "MetricError",
     "MetricWarning",
     "au_pro",
+    "au_spro",
     "average_precision",
     "average_ranks",
     "bootstrap_ci",
@@ -68,5 +67,6 @@ __all__ = [
     "pixel_f1_max",
     "pro_curve",
     "roc_curve",
+    "spro_curve",
     "wilcoxon",
 ]

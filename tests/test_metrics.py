@@ -308,6 +308,9 @@ def _call(name, bad_scores):
     maps[0, 0, :2] = bad_scores
     if name == "evaluate":
         return metrics.evaluate([0, 1], [0.2, 0.7], masks, maps, method="padim")
+    if name in ("au_spro", "spro_curve"):  # regions with saturation areas in place of masks
+        regions = [[(mask.astype(bool), 1.0)] if mask.any() else [] for mask in masks]
+        return getattr(metrics, name)(maps, regions, method="padim")
     return getattr(metrics, name)(masks, maps, method="padim")
 
 
