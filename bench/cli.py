@@ -11,7 +11,8 @@ from pathlib import Path
 
 from bench import log
 from bench.errors import USER_ERRORS, PatchbenchError
-from bench.plugins import available_methods, plugin_manager
+from bench.dataset_choice import choose_dataset, list_datasets
+from bench.plugins import available_datasets, available_methods, plugin_manager
 from methods.options import float_range, int_range, positive_int
 
 # Paddle seeds its generator with the low 32 bits only: larger seeds would repeat smaller ones.
@@ -20,11 +21,12 @@ MAX_SEED = 2**32 - 1
 MIN_IMAGE_SIZE = 32
 
 DESCRIPTION = """\
-Benchmark patch-based anomaly detection methods on MVTec AD (or any folder in its
-layout). Each method is fitted on the normal training images of each category and
-scored on the test images; tables of accuracy, speed and memory are printed and
-written to a new run folder. Without --data-path a synthetic MVTec-layout data set
-is built once (seeded) and used.
+Benchmark patch-based anomaly detection methods on MVTec AD, MVTec AD 2, VisA,
+MVTec LOCO, BTAD, MPDD, a folder of good and bad images, or any dataset a plugin
+adds (--list-datasets). Each method is fitted on the normal training images of
+each category and scored on the test images; tables of accuracy, speed and memory
+are printed and written to a new run folder. Without --data-path a synthetic
+MVTec-layout data set is built once (seeded) and used.
 
 Other commands (each has --help):
   bench.py compare RUN_A RUN_B          differences between two runs
@@ -39,11 +41,15 @@ def base_parser(add_help: bool = True) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bench.py", description=DESCRIPTION, add_help=add_help,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-path", type=Path, default=None,
-                        help="root of an MVTec AD download or any folder in its layout "
-                             "(default: the built-in synthetic data set)")
+                        help="root of a data set as its publisher ships it, e.g. the folder holding MVTec AD's "
+                             "category folders (default: the built-in synthetic data set, in the MVTec AD layout)")
+    parser.add_argument("--dataset", default=None, metavar="NAME",
+                        help="the layout of --data-path: mvtec_ad, mvtec_ad2, visa, mvtec_loco, btad, mpdd, folder, "
+                             "or a plugin's (see --list-datasets); default: detected from the folder when exactly "
+                             "one layout matches, else mvtec_ad")
     parser.add_argument("--category", default="all",
-                        help="a category name, 'all', 'objects', 'textures', or a comma-separated "
-                             "list of these (default: all)")
+                        help="a category name, 'all', a group of the dataset ('objects', 'textures' for MVTec AD; "
+                             "see --list-datasets), or a comma-separated list of these (default: all)")
     parser.add_argument("--methods", default="all",
                         help="comma-separated method names, or 'all' registered methods (default: all); "
                              "see --list-methods")
@@ -93,13 +99,14 @@ def base_parser(add_help: bool = True) -> argparse.ArgumentParser:
                         help="continue an interrupted or partly failed run in RUN_DIR with its own settings: "
                              "finished rows are kept, the rest is done")
     parser.add_argument("--plugin", action="append", default=[], metavar="MODULE",
-                        help="load a method plugin: a module name or the path of a .py file (repeatable)")
+                        help="load a method or dataset plugin: a module name or the path of a .py file (repeatable)")
     parser.add_argument("--save-models", action="store_true",
                         help="keep each fitted method in RUN/models/<category>/<method> (NumPy arrays and a "
                              "JSON header, no pickle) for 'bench.py predict'")
     parser.add_argument("--quiet", action="store_true",
                         help="no progress bars or step messages; tables, warnings and errors still show")
     parser.add_argument("--list-methods", action="store_true", help="list the registered methods and exit")
+    parser.add_argument("--list-datasets", action="store_true", help="list the registered datasets and exit")
     return parser
 
 
@@ -194,19 +201,31 @@ def _run_command(argv: list[str]) -> tuple[int, bool]:
     if options.list_methods:
         print(list_methods(registered))
         return 0, True
+    datasets = available_datasets(manager)
+    if options.list_datasets:
+        print(list_datasets(datasets))
+        return 0, True
     methods = select_methods(registered, options.methods)
 
     from bench.runner import run
-    from datasets import ensure_synthetic, resolve_categories
+    from datasets import ensure_synthetic
 
     if folder is not None:
         data_root = Path(folder.settings.data)
+        options.dataset = options.dataset or folder.settings.dataset
     elif options.data_path is not None:
         data_root = options.data_path.resolve()
     else:
-        data_root = ensure_synthetic(seed=options.seed)
-    resolve_categories(data_root, options.category)  # a wrong folder or name fails before Paddle loads
-    result = run(options, methods, data_root, folder=folder)
+        data_root = None
+    dataset_class = choose_dataset(datasets, options.dataset, data_root)
+    if options.dataset is None and data_root is not None:
+        log.logger.info("dataset: %s, detected from the layout of %s (--dataset chooses another)",
+                        dataset_class.name, data_root)
+    options.dataset = dataset_class.name  # what the workers, run.json and --resume read
+    data_root = data_root or ensure_synthetic(seed=options.seed)
+    dataset = dataset_class.from_config(data_root, options)
+    dataset.resolve(options.category)  # a wrong folder or name fails before Paddle loads
+    result = run(options, methods, data_root, folder=folder, dataset=dataset)
     serial = not (options.workers or options.scheduler)
     if result.failed:
         print(f"error: some categories failed; see the Failures table in {result.run_dir / 'results.md'}",

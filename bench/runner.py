@@ -28,7 +28,8 @@ from bench.log import attach_run_log, detach_run_log, logger, progress
 from bench.run_timing import format_timing, process_seconds
 from bench.units import Naming, Unit, backbone_for, method_seeds, run_unit, seeded
 from bench.versions import versions
-from datasets import resolve_categories
+from bench.dataset_choice import open_dataset
+from datasets.base import Dataset
 from methods.base import AnomalyMethod
 from reports.atomic import write_atomic
 from reports.runfolder import RunFolder, RunSettings
@@ -69,16 +70,18 @@ def method_settings(methods: dict[str, type[AnomalyMethod]], options) -> dict[st
 
 
 def run(options, methods: dict[str, type[AnomalyMethod]], data_root: Path, folder: RunFolder | None = None,
-        out: TextIO | None = None, backbones: dict | None = None) -> RunResult:
+        out: TextIO | None = None, backbones: dict | None = None, dataset: Dataset | None = None) -> RunResult:
     """Benchmark ``methods`` on every category ``options.category`` names under ``data_root``, on every
     backbone of ``--backbone``, once per seed.
 
+    ``dataset``: the dataset on ``data_root`` (default: ``options.dataset``, else MVTec AD).
     ``folder``: an existing run to resume; its finished rows are kept.
     ``backbones``: ready ``Backbone`` objects by name for the in-process loop (tests count their calls);
     the others are built once per process (``bench.units.backbone_for``).
     """
     out = out or sys.stdout
-    categories = resolve_categories(data_root, options.category)
+    dataset = dataset or open_dataset(options, data_root)
+    categories = dataset.resolve(options.category)
     names = backbone_names(options)
     distributed = bool(getattr(options, "workers", None) or getattr(options, "scheduler", None))
     provided = dict(backbones or {})
@@ -87,16 +90,17 @@ def run(options, methods: dict[str, type[AnomalyMethod]], data_root: Path, folde
         provided.update({name: backbone_for(options, name) for name in names if name not in provided})
     if folder is None:
         folder = RunFolder.create(Path(options.output), run_settings(options, methods, data_root, categories,
-                                                                     [provided.get(n) for n in names]))
+                                                                     [provided.get(n) for n in names], dataset))
     log_handler = attach_run_log(folder.path)
     logger.info("run folder: %s", folder.path)
     try:
-        return _run(options, methods, data_root, categories, folder, out, provided, distributed)
+        return _run(options, methods, data_root, categories, folder, out, provided, distributed, dataset)
     finally:
         detach_run_log(log_handler)
 
 
-def run_settings(options, methods, data_root: Path, categories: list[str], built: list) -> RunSettings:
+def run_settings(options, methods, data_root: Path, categories: list[str], built: list,
+                 dataset: Dataset) -> RunSettings:
     """What run.json records; the weights and device actually used when the backbones were built here, else
     what was asked for (each row says what its unit used)."""
     names = backbone_names(options)
@@ -106,8 +110,8 @@ def run_settings(options, methods, data_root: Path, categories: list[str], built
     else:
         weights, device = str(options.weights), None
     return RunSettings(
-        argv=list(options.argv), data=str(data_root), categories=categories, backbone=names[0],
-        backbones=names if len(names) > 1 else [], weights=weights, resize=options.resize, crop=options.crop,
+        argv=list(options.argv), data=str(data_root), dataset=dataset.name, categories=categories,
+        backbone=names[0], backbones=names if len(names) > 1 else [], weights=weights, resize=options.resize, crop=options.crop,
         seed=options.seed, pro_fpr_limit=options.pro_fpr_limit, seeds=method_seeds(options),
         bootstrap=options.bootstrap, device=device, methods=method_settings(methods, options), versions=versions())
 
@@ -115,7 +119,7 @@ def run_settings(options, methods, data_root: Path, categories: list[str], built
 ROW_KEY = ("category", "backbone", "method", "seed")
 
 
-def _run(options, methods, data_root, categories, folder, out, provided, distributed) -> RunResult:
+def _run(options, methods, data_root, categories, folder, out, provided, distributed, dataset) -> RunResult:
     seeds, names = method_seeds(options), backbone_names(options)
     naming = Naming(several_backbones=len(names) > 1, several_seeds=len(seeds) > 1)
     done = {row_key(row, options, names): row for row in folder.finished_rows()}
@@ -149,7 +153,7 @@ def _run(options, methods, data_root, categories, folder, out, provided, distrib
         else:
             for unit in units:
                 run_unit(unit, methods, options, data_root, naming, emit,
-                         backbones=lambda name: provided.get(name) or backbone_for(options, name))
+                         backbones=lambda name: provided.get(name) or backbone_for(options, name), dataset=dataset)
     except KeyboardInterrupt:
         folder.write(ordered(rows, order))
         logger.warning("interrupted; the finished rows are in %s (continue with --resume %s)",

@@ -32,7 +32,10 @@ from bench.features import FeatureCache, default_cache_dir
 from bench.log import logger
 from bench.models import save_model
 from bench.probes import measure
-from datasets import load_split, read_masks
+from bench.dataset_choice import open_dataset
+from bench.scoring import score, subset_images
+from datasets import read_masks
+from datasets.base import Dataset
 from methods.base import AnomalyMethod, FeatureSet, Prediction
 from reports.predictions import prediction_bytes, prediction_path
 
@@ -158,10 +161,11 @@ def model_files(method, folder: str, backbone, options, layers, category: str) -
 
 
 def run_unit(unit: Unit, methods: dict[str, type[AnomalyMethod]], options, data_root: Path, naming: Naming,
-             emit: Emit, backbones: Callable | None = None) -> None:
+             emit: Emit, backbones: Callable | None = None, dataset: Dataset | None = None) -> None:
     """Do ``unit``'s rows, calling ``emit(row, files)`` as each finishes (see the module docstring).
 
-    ``backbones(name) -> Backbone``: where the backbone comes from (default ``backbone_for``).
+    ``backbones(name) -> Backbone``: where the backbone comes from (default ``backbone_for``);
+    ``dataset``: the run's dataset (default: ``options.dataset`` on ``data_root``, opened once per process).
     """
     weights: dict[str, str] = {}  # the weights the unit's backbone has, once it has one
 
@@ -174,10 +178,13 @@ def run_unit(unit: Unit, methods: dict[str, type[AnomalyMethod]], options, data_
         layers = tuple(sorted({layer for name, _ in unit.todo for layer in methods[name].layers}))
         cache_dir = None if options.no_cache else (options.cache_dir or default_cache_dir())
         cache = FeatureCache(backbone, layers, options.resize, options.crop, options.batch_size, cache_dir)
-        train_samples = load_split(data_root, unit.category, "train")
-        test_samples = load_split(data_root, unit.category, "test")
+        dataset = dataset or open_dataset(options, data_root)
+        train_samples = dataset.train(unit.category)
+        test_samples = dataset.test(unit.category)
         masks = read_masks(test_samples, resize=options.resize, crop=options.crop)
         labels = np.array([s.label for s in test_samples])
+        regions = dataset.regions(unit.category, test_samples, options.resize, options.crop)
+        subsets = subset_images(dataset.subsets, test_samples)
         train = cache.get(unit.category, "train", train_samples)
         test = cache.get(unit.category, "test", test_samples)
     except Exception as exc:  # noqa: BLE001 - one unit must not sink the run
@@ -196,8 +203,8 @@ def run_unit(unit: Unit, methods: dict[str, type[AnomalyMethod]], options, data_
                 cls = methods[name]
                 method, prediction, fit_probe, predict_probe = run_method(
                     cls, seeded(options, seed), train.features, test.features)
-                evaluation = metrics.evaluate(labels, prediction.scores, masks, prediction.maps,
-                                              fpr_limit=options.pro_fpr_limit, method=name)
+                evaluation, accuracy = score(labels, masks, prediction, fpr_limit=options.pro_fpr_limit, method=name,
+                                             subsets=subsets, regions=regions)
                 started = time.perf_counter()
                 bounds = (intervals(labels, masks, prediction, options.bootstrap, options.seed, options.pro_fpr_limit)
                           if options.bootstrap else {})
@@ -213,7 +220,7 @@ def run_unit(unit: Unit, methods: dict[str, type[AnomalyMethod]], options, data_
             seconds_per_image = predict_probe.seconds / len(test_samples)
             emit({
                 **row,
-                **evaluation.columns(),
+                **accuracy,
                 **bounds,
                 "extract_s": train.seconds + test.seconds,
                 "features_from_cache": train.from_cache and test.from_cache,

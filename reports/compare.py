@@ -41,7 +41,7 @@ BEYOND = "beyond the 95 % interval"  # the verdict column's heading
 def compared_columns(a: pd.DataFrame, b: pd.DataFrame, fpr: float) -> tuple[Column, ...]:
     """The table columns either run has values in (``has_values``: no GPU columns without a GPU), in the
     tables' order."""
-    return tuple(c for c in table_columns(fpr) if has_values(a, c) or has_values(b, c))
+    return tuple(c for c in table_columns(fpr, a, b) if has_values(a, c) or has_values(b, c))
 
 
 @dataclass(frozen=True)

@@ -24,8 +24,9 @@ from reports.examples import category_examples
 from reports.predictions import load_predictions, prediction_path
 from reports.runfolder import RunSettings, read_results, read_settings, requested_device
 from reports.statistics import statistics_html
-from reports.tables import (ACCURACY, MEMORY, METHOD_NAME, SPEED, Column, MetricTable, configuration_parts,
-                            configurations, has_values, metric_tables, table_columns, table_subtitle)
+from reports.tables import (ACCURACY, MEMORY, METHOD_NAME, SPEED, Column, MetricTable, base_metric,
+                            configuration_parts, configurations, has_values, metric_tables, table_columns,
+                            table_subtitle)
 
 REPORT_FILE = "report.html"
 # The harness's logger, by name: reports imports nothing from bench.
@@ -115,7 +116,7 @@ def tables_html(results: pd.DataFrame, columns: tuple[Column, ...]) -> str:
     parts = []
     for name, group in groups:
         keys = {c.key for c in group}
-        present = [c for c in columns if c.key in keys and has_values(results, c)]
+        present = [c for c in columns if base_metric(c) in keys and has_values(results, c)]
         if present:
             parts.append(f"<h3>{name}</h3>")
             parts.append('<div class="table-grid">')
@@ -262,8 +263,8 @@ def build_report(run_dir: Path) -> str:
     settings = read_settings(run_dir)
     # One "method" per (method, backbone) configuration in a run of several backbones, for every part below.
     results = configurations(read_results(run_dir), always=settings.several_backbones)
-    columns = table_columns(settings.pro_fpr_limit)
-    accuracy = tuple(c for c in columns if c.key in {a.key for a in ACCURACY} and has_values(results, c))
+    columns = table_columns(settings.pro_fpr_limit, results)
+    accuracy = tuple(c for c in columns if base_metric(c) in {a.key for a in ACCURACY} and has_values(results, c))
     categories = list(dict.fromkeys(results["category"]))
     has_failures = results["error"].notna().any()
 

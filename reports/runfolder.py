@@ -58,6 +58,7 @@ class RunSettings:
 
     argv: list[str] = field(default_factory=list)
     data: str | None = None
+    dataset: str | None = None  # the dataset class's name (``--dataset``); runs before datasets had one: MVTec AD
     categories: list[str] = field(default_factory=list)
     backbone: str | None = None  # the first of ``backbones`` in a run of several
     backbones: list[str] = field(default_factory=list)
@@ -77,6 +78,7 @@ class RunSettings:
         """The settings as the lines of results.md, compare and the report: ``{label: text}``."""
         lines = {
             "data": self.data,
+            "dataset": self.dataset,
             "categories": ", ".join(self.categories) if self.categories else None,
             "backbone": ", ".join(self.run_backbones) or None,
             "weights": self.weights,
@@ -248,7 +250,7 @@ class RunFolder:
         header = "\n".join(f"- {label}: {text}" for label, text in self.settings.header().items())
         # A run of several backbones labels its configurations even when only one backbone has rows yet.
         shown = configurations(results, always=self.settings.several_backbones)
-        tables = markdown_tables(shown, table_columns(self.settings.pro_fpr_limit))
+        tables = markdown_tables(shown, table_columns(self.settings.pro_fpr_limit, shown))
         markdown = f"# patchbench results\n\n{header}\n\n{tables}"
         write_text_atomic(self.path / RESULTS_MD, markdown)
         return markdown

@@ -43,6 +43,8 @@ ACCURACY = (
     Column("image_auroc", "Image AUROC", True, ".3f", interval=True),
     Column("pixel_auroc", "Pixel AUROC (all test pixels)", True, ".3f", interval=True),
     Column("pro", "AU-PRO (MVTec protocol, FPR up to {fpr_limit})", True, ".3f", interval=True),
+    Column("spro", "AU-sPRO (saturated per-region overlap, MVTec LOCO protocol, FPR up to {fpr_limit})", True,
+           ".3f"),
     Column("image_f1_max", "Image F1-max", True, ".3f"),
     Column("pixel_f1_max", "Pixel F1-max", True, ".3f"),
     Column("image_ap", "Image average precision", True, ".3f"),
@@ -63,10 +65,27 @@ MEMORY = (
 )
 TABLES = ACCURACY + SPEED + MEMORY
 
+# ``image_auroc.logical``: a metric on every good image and the defects of one subset a dataset scores
+# apart (MVTec LOCO's logical and structural anomalies); the plain column is on every test image.
+SUBSET = "."
+SUBSET_METRICS = ("image_auroc", "pro", "spro")
 
-def table_columns(fpr_limit: float) -> tuple[Column, ...]:
-    """The columns of a run's tables, titles filled in with the run's settings."""
-    return tuple(replace(c, title=c.title.format(fpr_limit=fpr_limit)) for c in TABLES)
+
+def table_columns(fpr_limit: float, *results: pd.DataFrame) -> tuple[Column, ...]:
+    """The columns of a run's tables, titles filled in with the run's settings; with ``results``, the
+    subset columns they hold follow the accuracy columns, grouped by metric."""
+    accuracy = {c.key: c for c in ACCURACY}
+    subsets = dict.fromkeys(key.partition(SUBSET)[2] for frame in results for key in frame.columns
+                            if key.partition(SUBSET)[0] in SUBSET_METRICS and key.partition(SUBSET)[2])
+    per_subset = tuple(replace(accuracy[metric], key=f"{metric}{SUBSET}{subset}", interval=False,
+                               title=f"{accuracy[metric].title}: {subset} anomalies and every good image")
+                       for metric in SUBSET_METRICS for subset in subsets)
+    return tuple(replace(c, title=c.title.format(fpr_limit=fpr_limit)) for c in ACCURACY + per_subset + SPEED + MEMORY)
+
+
+def base_metric(column: Column) -> str:
+    """The key of the metric a column shows: ``pro`` for ``pro`` and for ``pro.logical``."""
+    return column.key.partition(SUBSET)[0]
 
 
 @dataclass(frozen=True)

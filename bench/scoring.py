@@ -1,0 +1,52 @@
+"""A prediction's accuracy columns: every test image, each subset a dataset scores apart, and sPRO where it has one.
+
+``metrics.evaluate`` gives the numbers over every test image of a category.
+A dataset may name subsets of its defect types to be scored apart
+(``Dataset.subsets``: MVTec LOCO's logical and structural anomalies); each is
+scored as its publisher does, on its defective images and every good image,
+into columns ``<metric>.<subset>`` (``reports.tables.SUBSET``). A dataset that
+gives its defect regions with saturation areas (``Dataset.regions``) gets
+AU-sPRO (``metrics.au_spro``) beside AU-PRO, over everything and per subset.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+
+import metrics
+from datasets.base import Region, Sample
+from methods.base import Prediction
+
+SUBSET_METRICS = ("image_auroc", "pro")
+
+
+def subset_images(subsets: Mapping[str, Sequence[str]], samples: Sequence[Sample]) -> dict[str, np.ndarray]:
+    """``{subset: indices [M] into samples}``: every good image and the defective ones of the subset's types."""
+    return {name: np.flatnonzero([s.label == 0 or s.defect in defects for s in samples])
+            for name, defects in subsets.items()}
+
+
+def score(labels: np.ndarray, masks: np.ndarray, prediction: Prediction, *, fpr_limit: float, method: str,
+          subsets: Mapping[str, np.ndarray] | None = None,
+          regions: Sequence[Sequence[Region]] | None = None) -> tuple[metrics.Evaluation, dict[str, float]]:
+    """The evaluation of every test image, and the row's accuracy columns.
+
+    ``labels [N]``, ``masks [N, H, W]``, ``prediction`` scores ``[N]`` and maps ``[N, H, W]``;
+    ``subsets``: indices of each subset's images (``subset_images``); ``regions``: per image its
+    defect regions for sPRO, or None for none.
+    """
+    scores, maps = np.asarray(prediction.scores), np.asarray(prediction.maps)
+    evaluation = metrics.evaluate(labels, scores, masks, maps, fpr_limit=fpr_limit, method=method)
+    columns = evaluation.columns()
+    if regions is not None:
+        columns["spro"] = metrics.au_spro(maps, regions, fpr_limit, method=method)
+    for name, index in (subsets or {}).items():
+        part = metrics.evaluate(labels[index], scores[index], masks[index], maps[index], fpr_limit=fpr_limit,
+                                method=method)
+        columns.update({f"{key}.{name}": getattr(part, key) for key in SUBSET_METRICS})
+        if regions is not None:
+            columns[f"spro.{name}"] = metrics.au_spro(maps[index], [regions[i] for i in index], fpr_limit,
+                                                      method=method)
+    return evaluation, columns
