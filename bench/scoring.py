@@ -4,7 +4,9 @@
 A dataset may name subsets of its defect types to be scored apart
 (``Dataset.subsets``: MVTec LOCO's logical and structural anomalies); each is
 scored as its publisher does, on its defective images and every good image,
-into columns ``<metric>.<subset>`` (``reports.tables.SUBSET``). A dataset that
+into columns ``<metric>.<subset>`` (``reports.tables.SUBSET``), and with two
+or more subsets their plain mean into ``<metric>.mean_of_subsets``, the number
+MVTec LOCO's paper reports as "mean". A dataset that
 gives its defect regions with saturation areas (``Dataset.regions``) gets
 AU-sPRO (``metrics.au_spro``) beside AU-PRO, over everything and per subset.
 """
@@ -20,6 +22,7 @@ from datasets.base import Region, Sample
 from methods.base import Prediction
 
 SUBSET_METRICS = ("image_auroc", "pro")
+MEAN_OF_SUBSETS = "mean_of_subsets"
 
 
 def subset_images(subsets: Mapping[str, Sequence[str]], samples: Sequence[Sample]) -> dict[str, np.ndarray]:
@@ -49,4 +52,7 @@ def score(labels: np.ndarray, masks: np.ndarray, prediction: Prediction, *, fpr_
         if regions is not None:
             columns[f"spro.{name}"] = metrics.au_spro(maps[index], [regions[i] for i in index], fpr_limit,
                                                       method=method)
+    if len(subsets or {}) > 1:
+        for key in (*SUBSET_METRICS, *(["spro"] if regions is not None else [])):
+            columns[f"{key}.{MEAN_OF_SUBSETS}"] = float(np.mean([columns[f"{key}.{name}"] for name in subsets]))
     return evaluation, columns

@@ -52,6 +52,9 @@ def test_subset_columns_are_the_metrics_of_the_subset_alone(case):
         assert columns[f"spro.{name}"] == metrics.au_spro(prediction.maps[index], [regions[i] for i in index])
     assert columns["spro"] == metrics.au_spro(prediction.maps, regions)
     assert columns["image_auroc.logical"] != columns["image_auroc.structural"]  # the case tells them apart
+    for key in ("image_auroc", "pro", "spro"):
+        assert columns[f"{key}.mean_of_subsets"] == pytest.approx(
+            (columns[f"{key}.logical"] + columns[f"{key}.structural"]) / 2, abs=1e-15)
 
 
 def test_no_subsets_no_regions_is_the_plain_evaluation(case):
@@ -67,12 +70,14 @@ def test_tables_show_spro_and_each_subset_after_the_accuracy_columns(case):
     results = pd.DataFrame([{"category": "pushpins", "method": "padim", "seed": 0, **columns}])
     keys = [c.key for c in table_columns(0.05, results)]
     assert keys[keys.index("spro"):keys.index("spro") + 1] == ["spro"]
-    assert keys[keys.index("pixel_ap") + 1:keys.index("pixel_ap") + 7] == [
-        "image_auroc.logical", "image_auroc.structural", "pro.logical", "pro.structural", "spro.logical",
-        "spro.structural"]
+    assert keys[keys.index("pixel_ap") + 1:keys.index("pixel_ap") + 8] == [
+        "image_auroc.logical", "image_auroc.structural", "image_auroc.mean_of_subsets", "pro.logical",
+        "pro.structural", "pro.mean_of_subsets", "spro.logical"]
     markdown = markdown_tables(results, table_columns(0.05, results))
     assert "### AU-sPRO (saturated per-region overlap, MVTec LOCO protocol, FPR up to 0.05)" in markdown
     assert "### Image AUROC: logical anomalies and every good image" in markdown
-    assert f"{columns['spro.structural']:.3f}" in markdown.split("AU-sPRO")[-1]
+    assert "### AU-PRO (MVTec protocol, FPR up to 0.05): mean of the subsets' values" in markdown
+    structural = markdown.split("FPR up to 0.05): structural anomalies")[-1].split("###")[0]
+    assert f"{columns['spro.structural']:.3f}" in structural.split("AU-sPRO")[-1]
     plain = results[["category", "method", "seed", "image_auroc"]]
     assert "sPRO" not in markdown_tables(plain, table_columns(0.3, plain))
