@@ -1,5 +1,11 @@
-"""Datasets: the MVTec AD layout, image/mask reading, and a synthetic set in that layout."""
+"""Datasets: the dataset contract (``datasets.base``), the published layouts, image/mask reading, the synthetic set.
 
+Each published layout is a ``Dataset`` class of its own module (``mvtec_ad``,
+``mvtec_ad2``, ``visa``, ``mvtec_loco``, ``btad``, ``mpdd``, ``folder``); the
+harness registers them as plugins (``bench.builtin_datasets``).
+"""
+
+from datasets.base import Dataset, Region
 from datasets.categories import resolve_categories
 from datasets.mvtec import (
     CATEGORIES,
@@ -29,6 +35,8 @@ from datasets.transforms import (
 
 __all__ = [
     "CATEGORIES",
+    "Dataset",
+    "Region",
     "IMAGE_SUFFIXES",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
