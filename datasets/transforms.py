@@ -15,6 +15,7 @@ from typing import Callable, Sequence, Union
 import numpy as np
 from PIL import Image
 
+from datasets.base import list_images
 from datasets.errors import DatasetError
 from datasets.mvtec import Sample
 
@@ -134,7 +135,13 @@ def _mask_path(item: MaskItem) -> Path | None:
 
 
 def read_mask(path: Path | str, resize: int = 256, crop: int = 224) -> np.ndarray:
-    """One mask as ``[crop, crop]`` uint8; any nonzero pixel (any channel) is defect."""
+    """One mask as ``[crop, crop]`` uint8; any nonzero pixel (any channel) is defect.
+
+    A folder (MVTec LOCO: one file per defect region) gives the union of its image files.
+    """
+    if Path(path).is_dir():
+        # Nearest resizing picks pixels, so the union of resized files is the resized union.
+        return np.bitwise_or.reduce([read_mask(file, resize, crop) for file in mask_files(path)])
     try:
         with Image.open(path) as image:
             image.load()
@@ -159,8 +166,22 @@ def mask_to_binary(image: Image.Image) -> np.ndarray:
     return (array != 0).astype(np.uint8)
 
 
+def mask_files(folder: Path | str) -> list[Path]:
+    """The image files of a mask folder, sorted; a ``DatasetError`` if it has none."""
+    files = list_images(Path(folder))
+    if not files:
+        raise DatasetError(f"mask folder {folder} has no mask images (one file per defect region, "
+                           f"e.g. 000.png); restore them or move the image out of the test folder")
+    return files
+
+
 def check_mask_size(mask_path: Path | str, image_path: Path | str) -> None:
-    """Raise unless mask and image have the same (width, height); reads headers only."""
+    """Raise unless mask and image have the same (width, height); reads headers only.
+    A mask folder: every file in it."""
+    if Path(mask_path).is_dir():
+        for file in mask_files(mask_path):
+            check_mask_size(file, image_path)
+        return
     mask_size, image_size = _header_size(mask_path), _header_size(image_path)
     if mask_size != image_size:
         raise DatasetError(
