@@ -9,8 +9,9 @@ from __future__ import annotations
 from bench import hookimpl
 from datasets.base import Dataset
 from datasets.mvtec_ad import MVTecAD
+from datasets.mvtec_loco import MVTecLOCO
 
 
 @hookimpl
 def patchbench_datasets() -> list[type[Dataset]]:
-    return [MVTecAD]
+    return [MVTecAD, MVTecLOCO]
