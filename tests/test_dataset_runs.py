@@ -68,3 +68,17 @@ def test_loco_run_shows_spro_beside_au_pro_for_logical_structural_and_both(tmp_p
             assert results[f"{metric}{subset}"].between(0, 1).all(), f"{metric}{subset}"
     assert printed.index("### AU-PRO (MVTec protocol") < printed.index("### AU-sPRO (saturated per-region overlap")
     assert "### AU-sPRO (saturated per-region overlap, MVTec LOCO protocol, FPR up to 0.3): logical anomalies" in printed
+
+
+def test_a_dask_worker_reads_the_runs_dataset(tmp_path, monkeypatch):
+    from bench.cli import parse
+    from bench.grid import unit_task
+    from bench.units import Naming, Unit
+
+    monkeypatch.setattr("bench.grid.log.setup", lambda quiet: None)  # a worker's quiet logging, not this process's
+    root = tree("mvtec_loco", tmp_path / "data")
+    options, _ = parse(["--dataset", "mvtec_loco", *SMALL])
+    (row, files), = unit_task(Unit("breakfast_box", "resnet18", (("padim", 0),)), options, str(root),
+                              Naming(several_backbones=False, several_seeds=False))
+    assert "error" not in row and 0 <= row["spro.logical"] <= 1
+    assert list(files) == ["predictions/breakfast_box/padim.npz"]
