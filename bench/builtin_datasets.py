@@ -8,10 +8,13 @@ from __future__ import annotations
 
 from bench import hookimpl
 from datasets.base import Dataset
+from datasets.btad import BTAD
+from datasets.folder import Folder
+from datasets.mpdd import MPDD
 from datasets.mvtec_ad import MVTecAD
 from datasets.mvtec_loco import MVTecLOCO
 
 
 @hookimpl
 def patchbench_datasets() -> list[type[Dataset]]:
-    return [MVTecAD, MVTecLOCO]
+    return [MVTecAD, MVTecLOCO, BTAD, MPDD, Folder]

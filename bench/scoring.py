@@ -9,16 +9,22 @@ or more subsets their plain mean into ``<metric>.mean_of_subsets``, the number
 MVTec LOCO's paper reports as "mean". A dataset that
 gives its defect regions with saturation areas (``Dataset.regions``) gets
 AU-sPRO (``metrics.au_spro``) beside AU-PRO, over everything and per subset.
+
+A dataset without masks (a plain folder of good and bad images) gives none
+for its defective images: the pixel metrics are then undefined and NaN, said
+once per category in the log rather than as a warning about an empty test set.
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import Mapping, Sequence
 
 import numpy as np
 
 import metrics
 from datasets.base import Region, Sample
+from datasets.errors import DatasetError
 from methods.base import Prediction
 
 SUBSET_METRICS = ("image_auroc", "pro")
@@ -31,27 +37,44 @@ def subset_images(subsets: Mapping[str, Sequence[str]], samples: Sequence[Sample
             for name, defects in subsets.items()}
 
 
+def masks_given(samples: Sequence[Sample]) -> bool:
+    """Whether the defective test images have masks: all of them (True) or none (False); some is an error,
+    as their defects would count as good pixels."""
+    missing = [s.image_path for s in samples if s.label and s.mask_path is None]
+    defective = sum(1 for s in samples if s.label)
+    if missing and len(missing) < defective:
+        raise DatasetError(f"{len(missing)} of {defective} defective test images have no mask (the first: "
+                           f"{missing[0]}); give every defective image a mask, or none for image metrics only")
+    return not missing
+
+
 def score(labels: np.ndarray, masks: np.ndarray, prediction: Prediction, *, fpr_limit: float, method: str,
           subsets: Mapping[str, np.ndarray] | None = None,
-          regions: Sequence[Sequence[Region]] | None = None) -> tuple[metrics.Evaluation, dict[str, float]]:
+          regions: Sequence[Sequence[Region]] | None = None,
+          masked: bool = True) -> tuple[metrics.Evaluation, dict[str, float]]:
     """The evaluation of every test image, and the row's accuracy columns.
 
     ``labels [N]``, ``masks [N, H, W]``, ``prediction`` scores ``[N]`` and maps ``[N, H, W]``;
     ``subsets``: indices of each subset's images (``subset_images``); ``regions``: per image its
-    defect regions for sPRO, or None for none.
+    defect regions for sPRO, or None for none; ``masked``: whether the defective images have masks
+    (``masks_given``); without them the pixel metrics are NaN, without a warning.
     """
     scores, maps = np.asarray(prediction.scores), np.asarray(prediction.maps)
-    evaluation = metrics.evaluate(labels, scores, masks, maps, fpr_limit=fpr_limit, method=method)
-    columns = evaluation.columns()
-    if regions is not None:
-        columns["spro"] = metrics.au_spro(maps, regions, fpr_limit, method=method)
-    for name, index in (subsets or {}).items():
-        part = metrics.evaluate(labels[index], scores[index], masks[index], maps[index], fpr_limit=fpr_limit,
-                                method=method)
-        columns.update({f"{key}.{name}": getattr(part, key) for key in SUBSET_METRICS})
+    with warnings.catch_warnings():
+        if not masked:  # the log says it once per category; the image-level warnings still show
+            warnings.filterwarnings("ignore", message=".*the test set has no defect pixels",
+                                    category=metrics.MetricWarning)
+        evaluation = metrics.evaluate(labels, scores, masks, maps, fpr_limit=fpr_limit, method=method)
+        columns = evaluation.columns()
         if regions is not None:
-            columns[f"spro.{name}"] = metrics.au_spro(maps[index], [regions[i] for i in index], fpr_limit,
-                                                      method=method)
+            columns["spro"] = metrics.au_spro(maps, regions, fpr_limit, method=method)
+        for name, index in (subsets or {}).items():
+            part = metrics.evaluate(labels[index], scores[index], masks[index], maps[index], fpr_limit=fpr_limit,
+                                    method=method)
+            columns.update({f"{key}.{name}": getattr(part, key) for key in SUBSET_METRICS})
+            if regions is not None:
+                columns[f"spro.{name}"] = metrics.au_spro(maps[index], [regions[i] for i in index], fpr_limit,
+                                                          method=method)
     if len(subsets or {}) > 1:
         for key in (*SUBSET_METRICS, *(["spro"] if regions is not None else [])):
             columns[f"{key}.{MEAN_OF_SUBSETS}"] = float(np.mean([columns[f"{key}.{name}"] for name in subsets]))

@@ -33,7 +33,7 @@ from bench.log import logger
 from bench.models import save_model
 from bench.probes import measure
 from bench.dataset_choice import open_dataset
-from bench.scoring import score, subset_images
+from bench.scoring import masks_given, score, subset_images
 from datasets import read_masks
 from datasets.base import Dataset
 from methods.base import AnomalyMethod, FeatureSet, Prediction
@@ -128,17 +128,18 @@ def shared_features_guard(cls: type[AnomalyMethod]):
 
 
 def intervals(labels: np.ndarray, masks: np.ndarray, prediction: Prediction, n_resamples: int, seed: int,
-              fpr_limit: float) -> dict[str, float]:
+              fpr_limit: float, pixels: bool = True) -> dict[str, float]:
     """95 % bootstrap intervals over the test images, as ``<key>_low``/``<key>_high`` row columns.
 
     Every method and method seed of a run resamples with the run's ``seed``, so
-    they are judged on the same resamples of the same images.
+    they are judged on the same resamples of the same images. ``pixels``: whether the test set has
+    masks, without which the pixel metrics have no interval.
     """
     metric_arrays = {"image_auroc": (metrics.image_auroc, labels, prediction.scores),
                      "pixel_auroc": (metrics.pixel_auroc, masks, prediction.maps),
                      "pro": (functools.partial(metrics.au_pro, fpr_limit=fpr_limit), masks, prediction.maps)}
     columns = {}
-    for key, (metric, *arrays) in metric_arrays.items():
+    for key, (metric, *arrays) in list(metric_arrays.items())[:None if pixels else 1]:
         columns[f"{key}_low"], columns[f"{key}_high"] = metrics.bootstrap_ci(
             metric, *arrays, n_resamples=n_resamples, seed=seed)
     return columns
@@ -185,6 +186,10 @@ def run_unit(unit: Unit, methods: dict[str, type[AnomalyMethod]], options, data_
         labels = np.array([s.label for s in test_samples])
         regions = dataset.regions(unit.category, test_samples, options.resize, options.crop)
         subsets = subset_images(dataset.subsets, test_samples)
+        masked = masks_given(test_samples)
+        if not masked:
+            logger.info("[%s] the dataset gives no masks for the defective images: pixel metrics are not computed",
+                        unit.category)
         train = cache.get(unit.category, "train", train_samples)
         test = cache.get(unit.category, "test", test_samples)
     except Exception as exc:  # noqa: BLE001 - one unit must not sink the run
@@ -204,10 +209,10 @@ def run_unit(unit: Unit, methods: dict[str, type[AnomalyMethod]], options, data_
                 method, prediction, fit_probe, predict_probe = run_method(
                     cls, seeded(options, seed), train.features, test.features)
                 evaluation, accuracy = score(labels, masks, prediction, fpr_limit=options.pro_fpr_limit, method=name,
-                                             subsets=subsets, regions=regions)
+                                             subsets=subsets, regions=regions, masked=masked)
                 started = time.perf_counter()
-                bounds = (intervals(labels, masks, prediction, options.bootstrap, options.seed, options.pro_fpr_limit)
-                          if options.bootstrap else {})
+                bounds = (intervals(labels, masks, prediction, options.bootstrap, options.seed, options.pro_fpr_limit,
+                                    pixels=masked) if options.bootstrap else {})
                 statistics_s = time.perf_counter() - started
                 files = {naming.prediction(unit.category, name, unit.backbone, seed):
                          prediction_bytes(test_samples, labels, masks, prediction.scores, prediction.maps, evaluation)}

@@ -184,7 +184,8 @@ def read_results(run_dir: Path) -> pd.DataFrame:
     if not csv.is_file():
         raise ReportError(f"{csv} is missing; {run_dir} is not a finished patchbench run folder")
     try:
-        results = pd.read_csv(csv)
+        # names as text: BTAD's category "01" is not the number 1
+        results = pd.read_csv(csv, dtype={"category": str, "method": str, "backbone": str})
     except (OSError, ValueError) as exc:
         raise ReportError(f"cannot read {csv}: {exc}") from None
     missing = [c for c in ("category", "method") if c not in results]

@@ -6,6 +6,7 @@ A run without ``--dataset`` must detect the layout; a run with it must read it.
 
 import importlib
 import json
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -14,9 +15,14 @@ import pytest
 from bench.cli import main
 from bench.dataset_choice import detected
 from bench.plugins import available_datasets, plugin_manager
+from bench.scoring import masks_given
+from datasets.base import Sample
+from datasets.errors import DatasetError
+from metrics import MetricWarning
+from reports.runfolder import read_results
 
 SMALL = ["--resize", "72", "--crop", "64", "--weights", "random", "--bootstrap", "0", "--methods", "padim"]
-BUILT_IN = ("mvtec_loco",)
+BUILT_IN = ("mvtec_loco", "btad", "mpdd", "folder")
 
 
 def tree(name: str, root: Path) -> Path:
@@ -48,9 +54,9 @@ def test_each_built_in_runs_and_prints_a_table(name, tmp_path, capsys):
     assert main(["--dataset", name, "--data-path", str(root), "--output", str(tmp_path / "runs"), *SMALL]) == 0
     printed = capsys.readouterr().out
     folder = run_dir(tmp_path / "runs")
-    results = pd.read_csv(folder / "results.csv")
+    results = read_results(folder)
     assert json.loads((folder / "run.json").read_text())["dataset"] == name
-    assert "error" not in results or results["error"].isna().all()
+    assert results["error"].isna().all()
     assert results["image_auroc"].between(0, 1).all()
     table = printed.split("### Image AUROC")[1].split("###")[0]
     for category in results["category"]:
@@ -82,3 +88,29 @@ def test_a_dask_worker_reads_the_runs_dataset(tmp_path, monkeypatch):
                               Naming(several_backbones=False, several_seeds=False))
     assert "error" not in row and 0 <= row["spro.logical"] <= 1
     assert list(files) == ["predictions/breakfast_box/padim.npz"]
+
+
+def test_a_folder_without_masks_scores_images_only_and_says_so(tmp_path, caplog):
+    root = tree("folder", tmp_path / "data")  # bolts has masks, labels has none
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MetricWarning)  # no warning about an empty test set
+        assert main(["--data-path", str(root), "--output", str(tmp_path / "runs"),
+                     *[a for a in SMALL if a not in ("--bootstrap", "0")], "--bootstrap", "20"]) == 0
+    results = read_results(run_dir(tmp_path / "runs")).set_index("category")
+    assert results.loc["bolts", ["pixel_auroc", "pro", "pixel_auroc_low"]].notna().all()
+    assert results.loc["labels", ["pixel_auroc", "pro", "pixel_auroc_low", "pro_high"]].isna().all()
+    assert results.loc["labels", ["image_auroc", "image_auroc_low"]].notna().all()
+    assert "[labels] the dataset gives no masks for the defective images" in caplog.text
+    assert "[bolts] the dataset gives no masks" not in caplog.text
+
+
+def test_some_defective_images_without_masks_fail_the_category_by_name(tmp_path):
+    root = tree("folder", tmp_path / "data")
+    mask = sorted((root / "bolts" / "masks").iterdir())[-1]
+    mask.unlink()
+    # with masks/ present the loader itself refuses; a plugin that gives some masks gets the harness's check
+    samples = [Sample(Path("a.png"), 1, "bad", Path("a_mask.png")), Sample(Path("b.png"), 1, "bad")]
+    with pytest.raises(DatasetError, match=r"1 of 2 defective test images have no mask \(the first: b.png\)"):
+        masks_given(samples)
+    assert main(["--data-path", str(root), "--category", "bolts", "--output", str(tmp_path / "runs"), *SMALL]) == 1
+    assert mask.stem.removesuffix("_mask") in read_results(run_dir(tmp_path / "runs"))["error"].item()
