@@ -11,7 +11,9 @@ Detection and Localization", IJCV 2022), for one set of test images:
 * Each region has a saturation area ``s`` in pixels, from the category's
   ``defects_config.json``: ``min(saturation_threshold, region area)`` if the
   threshold is absolute, ``int(saturation_threshold * region area)`` if
-  ``relative_saturation`` (``loco_saturation`` computes it).
+  ``relative_saturation``. Deriving ``s`` from the config (and scaling it to
+  resized masks) is the dataset's job: ``datasets.mvtec_loco``; here ``s``
+  is given with each region.
 * sPRO(t) = mean over all regions (each region weighs the same) of
   ``min(covered pixels / s, 1)``: a region counts as fully found once ``s``
   of its pixels are flagged.
@@ -49,19 +51,6 @@ from metrics._checks import MetricError
 from metrics.pro import au_pro_of, check_fpr_limit, pro_of
 
 Region = tuple[np.ndarray, float]  # (bool mask [H, W], saturation area in pixels, > 0)
-
-
-def loco_saturation(area: int, saturation_threshold: float, relative: bool) -> float:
-    """A region's saturation area in pixels as the LOCO code derives it from ``defects_config.json``.
-
-    ``area``: the region's pixel count. Relative thresholds are a fraction of the
-    area, truncated to whole pixels; absolute ones are capped at the area. The
-    thresholds are in pixels of the dataset's full-resolution masks: scale an
-    absolute one by the area ratio before using it on resized masks.
-    """
-    if relative:
-        return float(int(saturation_threshold * area))
-    return float(min(saturation_threshold, area))
 
 
 def _inputs(
@@ -190,4 +179,4 @@ def au_spro(
     return au_pro_of(*pro_of(counts, n_neg, n_regions), fpr_limit)
 
 
-__all__ = ["Region", "au_spro", "loco_saturation", "region_pixel_weights", "spro_curve"]
+__all__ = ["Region", "au_spro", "region_pixel_weights", "spro_curve"]

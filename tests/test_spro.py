@@ -11,7 +11,6 @@ from scipy import ndimage
 import metrics
 from metrics import MetricError, MetricWarning
 from metrics.pro import area_up_to
-from metrics.spro import loco_saturation
 from tests.metric_fixtures import random_pixel_data
 
 
@@ -129,13 +128,6 @@ def test_constant_map_scores_half_the_limit(limit):
     maps = np.full((2, 2, 10), 0.25)
     regions = [[(row_mask((2, 10), 0, slice(0, 10)), 4)], []]
     assert metrics.au_spro(maps, regions, fpr_limit=limit) == pytest.approx(limit / 2, rel=1e-12)
-
-
-def test_loco_saturation_follows_the_config_rules():
-    assert loco_saturation(100, 0.45, relative=True) == 45.0
-    assert loco_saturation(10, 0.45, relative=True) == 4.0  # int() truncates 4.5
-    assert loco_saturation(100, 250, relative=False) == 100.0  # capped at the area
-    assert loco_saturation(300, 250, relative=False) == 250.0
 
 
 # ------------------------------------------------------------ brute-force reference
