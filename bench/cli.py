@@ -106,7 +106,8 @@ def base_parser(add_help: bool = True) -> argparse.ArgumentParser:
     parser.add_argument("--quiet", action="store_true",
                         help="no progress bars or step messages; tables, warnings and errors still show")
     parser.add_argument("--list-methods", action="store_true", help="list the registered methods and exit")
-    parser.add_argument("--list-datasets", action="store_true", help="list the registered datasets and exit")
+    parser.add_argument("--list-datasets", action="store_true",
+                        help="list the registered datasets (with --data-path: and which layout it matches) and exit")
     return parser
 
 
@@ -203,7 +204,7 @@ def _run_command(argv: list[str]) -> tuple[int, bool]:
         return 0, True
     datasets = available_datasets(manager)
     if options.list_datasets:
-        print(list_datasets(datasets))
+        print(list_datasets(datasets, options.data_path))
         return 0, True
     methods = select_methods(registered, options.methods)
 

@@ -54,12 +54,15 @@ def _detects(cls: type[Dataset], root: Path) -> bool:
         return False
 
 
-def list_datasets(registered: dict[str, type[Dataset]]) -> str:
-    """One line per dataset: name, module, layout, and its groups when it has some."""
+def list_datasets(registered: dict[str, type[Dataset]], root: Path | None = None) -> str:
+    """One line per dataset: name, module, summary, then its layout and groups; with ``root``, the
+    layout a run would read there is marked."""
+    chosen = detected(registered, root) if root is not None else []
     lines = []
     for name, cls in registered.items():
         summary = (cls.__doc__ or "").strip().splitlines()[0:1]
-        lines.append(f"{name:<12} {cls.__module__:<24} {summary[0] if summary else ''}")
+        mark = f"  [detected in {root}]" if name in chosen else ""
+        lines.append(f"{name:<12} {cls.__module__:<24} {summary[0] if summary else ''}{mark}")
         if cls.layout:
             lines.append(f"{'':<12} layout: {cls.layout}")
         if cls.groups:

@@ -48,6 +48,13 @@ def test_each_layout_is_detected_as_itself_only(name, registered, tmp_path):
     assert detected(registered, tree(name, tmp_path / name)) == [name]
 
 
+def test_list_datasets_marks_the_layout_of_the_data_path(tmp_path, capsys):
+    root = tree("btad", tmp_path / "data")
+    assert main(["--list-datasets", "--data-path", str(root)]) == 0
+    marked = [line.split()[0] for line in capsys.readouterr().out.splitlines() if "[detected in" in line]
+    assert marked == ["btad"]
+
+
 @pytest.mark.parametrize("name", BUILT_IN)
 def test_each_built_in_runs_and_prints_a_table(name, tmp_path, capsys):
     root = tree(name, tmp_path / "data")
