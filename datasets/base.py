@@ -158,14 +158,18 @@ def subfolders(folder: Path) -> list[str]:
 def list_images(folder: Path) -> list[Path]:
     """Image files directly in ``folder``, sorted by name.
 
-    Hidden files (``.DS_Store``) are skipped silently; any other file that is
-    not an image is skipped with a warning naming it, so a stray ``notes.txt``
-    neither sinks the run nor disappears unnoticed.
+    Hidden files (``.DS_Store``) and folders are skipped silently; any other file
+    that is not an image is skipped with a warning naming it, so a stray
+    ``notes.txt`` neither sinks the run nor disappears unnoticed. A link to a
+    file that is not there (shared storage not mounted) is an error.
     """
     if not folder.is_dir():
         return []
     images = []
     for path in sorted(folder.iterdir(), key=lambda p: p.name):
+        if path.is_symlink() and not path.exists():
+            raise DatasetError(f"{path} links to {path.readlink()}, which does not exist; mount or restore "
+                               "it, or remove the link")
         if path.name.startswith(".") or not path.is_file():
             continue
         if path.suffix.lower() not in IMAGE_SUFFIXES:

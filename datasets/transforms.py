@@ -26,6 +26,7 @@ IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 
 MaskItem = Union[Sample, Path, str, None]
+LOSSY_SUFFIXES = frozenset({".jpg", ".jpeg"})
 
 
 def read_images(
@@ -41,7 +42,7 @@ def read_images(
     def fill(index: int) -> None:
         out[index] = read_image(paths[index], resize, crop)
 
-    _run_parallel(fill, len(paths), workers)
+    run_parallel(fill, len(paths), workers)
     return out
 
 
@@ -122,7 +123,7 @@ def read_masks(
         if mask_path is not None:
             out[index] = read_mask(mask_path, resize, crop)
 
-    _run_parallel(fill, len(items), workers)
+    run_parallel(fill, len(items), workers)
     return out
 
 
@@ -145,7 +146,7 @@ def read_mask(path: Path | str, resize: int = 256, crop: int = 224) -> np.ndarra
     try:
         with Image.open(path) as image:
             image.load()
-            binary = mask_to_binary(image)
+            binary = mask_to_binary(image, lossy=Path(path).suffix.lower() in LOSSY_SUFFIXES)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
         raise DatasetError(
             f"cannot read mask {path}: {error}; replace or remove the file"
@@ -154,16 +155,16 @@ def read_mask(path: Path | str, resize: int = 256, crop: int = 224) -> np.ndarra
     return (np.asarray(resize_crop(as_image, resize, crop, Image.NEAREST)) > 0).astype(np.uint8)
 
 
-def mask_to_binary(image: Image.Image) -> np.ndarray:
-    """Any Pillow mode -> ``[H, W]`` uint8 in {0, 1}."""
+def mask_to_binary(image: Image.Image, lossy: bool = False) -> np.ndarray:
+    """Any Pillow mode -> ``[H, W]`` uint8 in {0, 1}: any non-zero pixel is defect, or with ``lossy``
+    (a JPEG mask, whose compression leaves faint non-zero rings round every edge) any above half range."""
     if image.mode in ("P", "PA"):
         # Palette index 0 need not be black; judge the colours, not the indices.
         image = image.convert("RGB")
     array = np.asarray(image)
     if array.ndim == 3:
-        colour = array[..., :3] if array.shape[-1] >= 3 else array[..., :1]
-        array = colour.any(axis=-1)
-    return (array != 0).astype(np.uint8)
+        array = (array[..., :3] if array.shape[-1] >= 3 else array[..., :1]).max(axis=-1)
+    return (array > (127 if lossy else 0)).astype(np.uint8)
 
 
 def mask_files(folder: Path | str) -> list[Path]:
@@ -206,7 +207,7 @@ def _check_sizes(resize: int, crop: int) -> None:
         raise ValueError(f"need 0 < crop <= resize, got crop={crop}, resize={resize}")
 
 
-def _run_parallel(job: Callable[[int], None], count: int, workers: int | None) -> None:
+def run_parallel(job: Callable[[int], None], count: int, workers: int | None) -> None:
     """Run ``job(i)`` for ``i < count`` on a thread pool; the first error is re-raised.
 
     Threads, not processes: Pillow releases the GIL while decoding and resizing,

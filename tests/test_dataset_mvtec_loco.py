@@ -176,11 +176,22 @@ def test_saturation_is_at_least_one_pixel(loco_copy):
 def test_saturation_area_by_hand():
     relative = {"saturation_threshold": 0.5, "relative_saturation": True}
     absolute = {"saturation_threshold": 1000, "relative_saturation": False}
-    assert saturation_area(relative, area=90, scale=0.01, visible=90) == 45
-    assert saturation_area(relative, area=90, scale=0.01, visible=30) == 30
-    assert saturation_area(absolute, area=90, scale=0.01, visible=90) == 10
-    assert saturation_area(absolute, area=90, scale=0.001, visible=90) == 1
-    assert saturation_area(absolute, area=5, scale=0.01, visible=3) == 3
+    assert saturation_area(relative, scale=0.01, visible=90) == 45
+    assert saturation_area(relative, scale=0.01, visible=30) == 15  # half of what the crop leaves
+    assert saturation_area(absolute, scale=0.01, visible=90) == 10
+    assert saturation_area(absolute, scale=0.001, visible=90) == 1
+    assert saturation_area(absolute, scale=0.01, visible=3) == 3
+
+
+def test_a_region_thinner_than_the_resize_step_is_kept(loco_copy):
+    # One full-size column (12) of 40 rows; 48 -> 24 px under nearest keeps the odd columns (it samples
+    # 2i + 1), so nearest alone drops it. It becomes the one evaluated column it touches (6), whole.
+    mask = np.zeros((HEIGHT, WIDTH), np.uint8)
+    mask[:, 12] = 246
+    Image.fromarray(mask).save(loco_copy / SPLICE / "ground_truth" / STRUCTURAL / "000" / "000.png")
+    dataset = MVTecLOCO(loco_copy)
+    [[(line, _)]] = dataset.regions(SPLICE, dataset.test(SPLICE)[4:], 24, 24)
+    assert line.sum() == 24 and line[:, 6].all()
 
 
 # ------------------------------------------------------------------ detection

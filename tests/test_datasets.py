@@ -568,3 +568,29 @@ def test_sample_is_a_plain_value():
     sample = Sample(Path("a.png"), 1, "crack", Path("a_mask.png"))
     assert sample == Sample(Path("a.png"), 1, "crack", Path("a_mask.png"))
     assert Sample(Path("b.png"), 0, "good").mask_path is None
+
+
+def test_a_jpeg_mask_is_its_shape_not_its_compression_rings(tmp_path):
+    from datasets.transforms import read_mask
+
+    box = np.zeros((100, 150), dtype=np.uint8)
+    box[20:70, 40:110] = 255
+    Image.fromarray(box).save(tmp_path / "m.jpg", quality=90)
+    assert (np.asarray(Image.open(tmp_path / "m.jpg")) > 0).sum() > box.astype(bool).sum()  # the rings
+    mask = read_mask(tmp_path / "m.jpg", resize=150, crop=150)
+    exact = read_mask(_png(tmp_path / "m.png", box), resize=150, crop=150)
+    assert np.abs(mask.astype(int) - exact).sum() < 20  # a few edge pixels either way, no ring
+
+
+def _png(path, array):
+    Image.fromarray(array).save(path)
+    return path
+
+
+def test_a_broken_link_is_an_error_naming_it(tmp_path):
+    from datasets.base import list_images
+
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / "a.png")
+    (tmp_path / "b.png").symlink_to(tmp_path / "elsewhere" / "b.png")
+    with pytest.raises(DatasetError, match=r"b.png links to .*elsewhere/b.png, which does not exist"):
+        list_images(tmp_path)
