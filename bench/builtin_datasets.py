@@ -12,9 +12,11 @@ from datasets.btad import BTAD
 from datasets.folder import Folder
 from datasets.mpdd import MPDD
 from datasets.mvtec_ad import MVTecAD
+from datasets.mvtec_ad2 import MVTecAD2
 from datasets.mvtec_loco import MVTecLOCO
+from datasets.visa import VisA
 
 
 @hookimpl
 def patchbench_datasets() -> list[type[Dataset]]:
-    return [MVTecAD, MVTecLOCO, BTAD, MPDD, Folder]
+    return [MVTecAD, MVTecAD2, VisA, MVTecLOCO, BTAD, MPDD, Folder]

@@ -22,7 +22,7 @@ from metrics import MetricWarning
 from reports.runfolder import read_results
 
 SMALL = ["--resize", "72", "--crop", "64", "--weights", "random", "--bootstrap", "0", "--methods", "padim"]
-BUILT_IN = ("mvtec_loco", "btad", "mpdd", "folder")
+BUILT_IN = ("mvtec_ad2", "visa", "mvtec_loco", "btad", "mpdd", "folder")
 
 
 def tree(name: str, root: Path) -> Path:
