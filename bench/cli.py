@@ -11,7 +11,7 @@ from pathlib import Path
 
 from bench import log
 from bench.errors import USER_ERRORS, PatchbenchError
-from bench.dataset_choice import choose_dataset, list_datasets
+from bench.dataset_choice import choose_dataset, detected, list_datasets
 from bench.plugins import available_datasets, available_methods, plugin_manager
 from methods.options import float_range, int_range, positive_int
 
@@ -98,7 +98,7 @@ def base_parser(add_help: bool = True) -> argparse.ArgumentParser:
     parser.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR",
                         help="continue an interrupted or partly failed run in RUN_DIR with its own settings: "
                              "finished rows are kept, the rest is done")
-    parser.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+    parser.add_argument("--plugin", action="append", default=[], metavar="MODULE", type=plugin_spec,
                         help="load a method or dataset plugin: a module name or the path of a .py file (repeatable)")
     parser.add_argument("--save-models", action="store_true",
                         help="keep each fitted method in RUN/models/<category>/<method> (NumPy arrays and a "
@@ -122,6 +122,25 @@ def backbone_list(text: str) -> list[str]:
         raise argparse.ArgumentTypeError(f"invalid choice: {', '.join(map(repr, unknown)) or repr(text)} "
                                          f"(choose from {', '.join(BACKBONES)}, comma-separated)")
     return names
+
+
+def plugin_spec(text: str) -> str:
+    """A ``--plugin`` value as the run records it: a ``.py`` path made absolute, so ``--resume`` from
+    another folder and Dask workers find the same file; a module name as given."""
+    return str(Path(text).resolve()) if text.endswith(".py") or Path(text).is_file() else text
+
+
+def recorded_argv(argv: list[str]) -> list[str]:
+    """``argv`` with every ``--plugin`` path absolute (``plugin_spec``): what run.json keeps."""
+    out, follows = [], False
+    for arg in argv:
+        if follows:
+            arg = plugin_spec(arg)
+        elif arg.startswith("--plugin="):
+            arg = "--plugin=" + plugin_spec(arg.partition("=")[2])
+        follows = arg == "--plugin"
+        out.append(arg)
+    return out
 
 
 def seed_list(text: str) -> list[int]:
@@ -196,7 +215,7 @@ def _run_command(argv: list[str]) -> tuple[int, bool]:
 
         folder = RunFolder.open(options.resume)
         options, manager = parse(folder.settings.argv)
-    options.argv = list(argv) if folder is None else folder.settings.argv
+    options.argv = recorded_argv(argv) if folder is None else folder.settings.argv
     log.setup(quiet=options.quiet)
     registered = available_methods(manager)
     if options.list_methods:
@@ -220,8 +239,9 @@ def _run_command(argv: list[str]) -> tuple[int, bool]:
         data_root = None
     dataset_class = choose_dataset(datasets, options.dataset, data_root)
     if options.dataset is None and data_root is not None:
-        log.logger.info("dataset: %s, detected from the layout of %s (--dataset chooses another)",
-                        dataset_class.name, data_root)
+        log.logger.info("dataset: %s, %s (--dataset chooses another)", dataset_class.name,
+                        f"detected from the layout of {data_root}" if detected(datasets, data_root)
+                        else f"the default: no registered layout matches {data_root} (see --list-datasets)")
     options.dataset = dataset_class.name  # what the workers, run.json and --resume read
     data_root = data_root or ensure_synthetic(seed=options.seed)
     dataset = dataset_class.from_config(data_root, options)

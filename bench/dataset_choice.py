@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench.errors import PatchbenchError
+from bench.log import logger
 from datasets.base import Dataset
 
 DEFAULT = "mvtec_ad"
@@ -35,6 +36,10 @@ def choose_dataset(registered: dict[str, type[Dataset]], name: str | None, root:
     if len(found) > 1:
         raise PatchbenchError(f"{root} looks like several dataset layouts ({', '.join(found)}); "
                               "choose one with --dataset")
+    if not found and root.is_dir() and len(detected(registered, root.parent)) == 1:
+        (name,) = detected(registered, root.parent)
+        raise PatchbenchError(f"{root} looks like one category of a {name} data set; pass its parent, "
+                              f"--data-path {root.parent} --category {root.name}")
     return registered[found[0] if found else DEFAULT]
 
 
@@ -52,6 +57,10 @@ def _detects(cls: type[Dataset], root: Path) -> bool:
         return bool(cls.detect(root))
     except OSError:  # an unreadable folder is simply not this layout; reading it later says why
         return False
+    except Exception as exc:  # noqa: BLE001 - one plugin's broken detect must not stop every run
+        logger.warning("warning: dataset %r (%s) could not tell whether %s is its layout: %s: %s",
+                       cls.name, cls.__module__, root, type(exc).__name__, exc)
+        return False
 
 
 def list_datasets(registered: dict[str, type[Dataset]], root: Path | None = None) -> str:
@@ -61,7 +70,8 @@ def list_datasets(registered: dict[str, type[Dataset]], root: Path | None = None
     lines = []
     for name, cls in registered.items():
         summary = (cls.__doc__ or "").strip().splitlines()[0:1]
-        mark = f"  [detected in {root}]" if name in chosen else ""
+        mark = ("" if name not in chosen else f"  [detected in {root}]" if len(chosen) == 1
+                else f"  [one of {len(chosen)} layouts {root} matches: pass --dataset]")
         lines.append(f"{name:<12} {cls.__module__:<24} {summary[0] if summary else ''}{mark}")
         if cls.layout:
             lines.append(f"{'':<12} layout: {cls.layout}")
@@ -80,8 +90,8 @@ def open_dataset(options, data_root: Path) -> Dataset:
     plugins = tuple(getattr(options, "plugin", ()))
     key = (plugins, name, str(data_root), options.seed)
     if key not in _OPEN:
-        from bench.plugins import available_datasets, plugin_manager
+        from bench.plugins import available_datasets, shared_manager
 
-        cls = choose_dataset(available_datasets(plugin_manager(plugins)), name, Path(data_root))
+        cls = choose_dataset(available_datasets(shared_manager(plugins)), name, Path(data_root))
         _OPEN[key] = cls.from_config(Path(data_root), options)
     return _OPEN[key]

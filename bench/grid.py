@@ -67,9 +67,9 @@ def worker_methods(options) -> dict:
     key = (tuple(options.plugin), options.methods)
     if key not in _METHODS:
         from bench.cli import select_methods
-        from bench.plugins import available_methods, plugin_manager
+        from bench.plugins import available_methods, shared_manager
 
-        _METHODS[key] = select_methods(available_methods(plugin_manager(options.plugin)), options.methods)
+        _METHODS[key] = select_methods(available_methods(shared_manager(options.plugin)), options.methods)
     return _METHODS[key]
 
 

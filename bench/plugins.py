@@ -58,6 +58,18 @@ def plugin_manager(extra: tuple[str, ...] | list[str] = ()) -> pluggy.PluginMana
     return manager
 
 
+_SHARED: dict[tuple[str, ...], pluggy.PluginManager] = {}
+
+
+def shared_manager(extra: tuple[str, ...] | list[str] = ()) -> pluggy.PluginManager:
+    """One ``plugin_manager(extra)`` per process, for a Dask worker's methods and dataset alike, so a
+    ``--plugin`` file runs once there."""
+    key = tuple(extra)
+    if key not in _SHARED:
+        _SHARED[key] = plugin_manager(key)
+    return _SHARED[key]
+
+
 def available_methods(manager: pluggy.PluginManager) -> dict[str, type[AnomalyMethod]]:
     """Method classes by name from every registered plugin; two methods of one name are an error."""
     return _by_name(manager.hook.patchbench_methods(), "method")

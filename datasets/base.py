@@ -106,17 +106,21 @@ class Dataset:
         """``--category``: a name, ``all``, a group name, or a comma-separated list of these,
         as category names present, in the order given, each once."""
         return select_categories(self.categories(), spec, self.groups, where=str(self.root),
-                                 source=self.name, known=self.known_categories)
+                                 source=self.name, known=self.known_categories, layout=self.layout)
 
 
 def select_categories(available: Sequence[str], spec: str, groups: Mapping[str, tuple[str, ...]],
-                      where: str, source: str, known: Sequence[str] = ()) -> list[str]:
+                      where: str, source: str, known: Sequence[str] = (), layout: str = "",
+                      known_source: str | None = None) -> list[str]:
     """``spec`` (see ``Dataset.resolve``) as names from ``available``; a ``DatasetError`` names
-    what is there when a token stands for nothing."""
+    what is there when a token stands for nothing. ``source`` names whose groups they are,
+    ``known_source`` (default ``source``) whose category names ``known`` are."""
     available = list(available)
     names = (ALL, *groups)
     if not available:
-        raise DatasetError(f"no category folders under {where}")
+        expected = f"; expected the {source} layout: {layout}" if layout else ""
+        raise DatasetError(f"no category folders under {where}{expected}; pass the folder that holds them "
+                           "(see --list-datasets)")
     tokens = [token.strip() for token in spec.split(",") if token.strip()]
     if not tokens:
         raise DatasetError(f"empty category list {spec!r}; name one of: {', '.join(available)} "
@@ -134,7 +138,8 @@ def select_categories(available: Sequence[str], spec: str, groups: Mapping[str, 
         elif token in available:
             found = [token]
         else:
-            hint = f" (a {source} category that is not downloaded or not unpacked there)" if token in known else ""
+            hint = (f" (a category of {known_source or source} that is not downloaded or not unpacked there)"
+                    if token in known else "")
             raise DatasetError(f"unknown category {token!r} under {where}{hint}; available: "
                                f"{', '.join(available)} (or {', '.join(names)})")
         chosen += [name for name in found if name not in chosen]

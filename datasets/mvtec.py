@@ -79,7 +79,7 @@ def resolve_categories(root: Path | str, spec: str, groups: CategoryGroups = MVT
     if not available:
         raise DatasetError(f"no category folders under {root}; {LAYOUT_HELP}")
     return select_categories(available, spec, groups.members, where=str(root), source=groups.source,
-                             known=CATEGORIES)
+                             known=CATEGORIES, known_source="MVTec AD")
 
 
 def _unknown_message(root: Path | str, name: str, available: list[str]) -> str:

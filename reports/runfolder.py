@@ -58,7 +58,7 @@ class RunSettings:
 
     argv: list[str] = field(default_factory=list)
     data: str | None = None
-    dataset: str | None = None  # the dataset class's name (``--dataset``); runs before datasets had one: MVTec AD
+    dataset: str | None = None  # the dataset class's name (``--dataset``); older run.json: ``OLD_RUNS_DATASET``
     categories: list[str] = field(default_factory=list)
     backbone: str | None = None  # the first of ``backbones`` in a run of several
     backbones: list[str] = field(default_factory=list)
@@ -123,6 +123,10 @@ class RunSettings:
         return json.dumps({"format": FORMAT, "format_version": version, **asdict(self)}, indent=2)
 
 
+# Runs written before datasets were plugins read the MVTec AD layout (or the synthetic set, laid out as it).
+OLD_RUNS_DATASET = "mvtec_ad"
+
+
 def settings_from_json(data: dict, path: Path) -> RunSettings:
     """``RunSettings`` from the parsed ``run.json`` at ``path``, of either format version."""
     if not isinstance(data, dict):
@@ -135,6 +139,7 @@ def settings_from_json(data: dict, path: Path) -> RunSettings:
             f"{FORMAT!r} versions {FORMAT_VERSION} and {SEVERAL_BACKBONES_VERSION}: use the patchbench that "
             "wrote it, or run again")
     known = {key: data[key] for key in RunSettings.__dataclass_fields__ if key in data}
+    known.setdefault("dataset", OLD_RUNS_DATASET)
     return RunSettings(**known)
 
 
@@ -145,6 +150,7 @@ def _from_version_1(data: dict) -> RunSettings:
     return RunSettings(
         argv=list(data.get("argv", [])),
         data=header.get("data"),
+        dataset=OLD_RUNS_DATASET,
         categories=[c for c in str(header.get("categories", "")).split(", ") if c],
         backbone=header.get("backbone"),
         weights=header.get("weights"),

@@ -116,3 +116,53 @@ def test_detection_one_match_several_refined_and_none(synthetic_root, tmp_path):
     with pytest.raises(PatchbenchError, match=r"several dataset layouts \(mvtec_ad, shaped\); choose one"):
         choose_dataset({"mvtec_ad": MVTecAD, "shaped": Shaped}, None, synthetic_root)
     assert choose_dataset({"mvtec_ad": MVTecAD, "shaped": Shaped}, "shaped", synthetic_root) is Shaped
+
+
+def test_run_json_keeps_the_plugin_path_absolute(synthetic_root, tmp_path, plugin_file, monkeypatch):
+    data = line_export(synthetic_root, tmp_path / "data")
+    monkeypatch.chdir(tmp_path)
+    assert main(["--plugin", "my_dataset.py", "--data-path", str(data), "--methods", "padim",
+                 "--output", "runs", *SMALL]) == 0
+    argv = json.loads((run_dir(tmp_path / "runs") / "run.json").read_text())["argv"]
+    assert argv[argv.index("--plugin") + 1] == str(plugin_file)
+
+
+def test_a_run_json_without_dataset_is_an_mvtec_ad_run(tmp_path):
+    from reports.runfolder import settings_from_json
+
+    assert settings_from_json({"format": "patchbench-run", "format_version": 2}, tmp_path).dataset == "mvtec_ad"
+
+
+def test_one_category_folder_is_pointed_at_its_parent(synthetic_root, tmp_path, capsys):
+    code = main(["--data-path", str(synthetic_root / "chip"), "--output", str(tmp_path), *SMALL])
+    err = capsys.readouterr().err
+    assert code == 2 and f"--data-path {synthetic_root} --category chip" in err and "mvtec_ad" in err
+
+
+def test_a_folder_no_layout_matches_is_read_as_mvtec_ad_and_says_so(tmp_path, capsys, caplog):
+    (tmp_path / "data" / "thing").mkdir(parents=True)
+    assert main(["--data-path", str(tmp_path / "data"), "--output", str(tmp_path / "o"), *SMALL]) == 2
+    assert "the default: no registered layout matches" in caplog.text
+    err = capsys.readouterr().err
+    assert "no category folders under" in err and "expected the MVTec AD and of the synthetic set" not in err
+
+
+class Broken(Dataset):
+    """Its detect raises."""
+
+    name = "broken"
+
+    @classmethod
+    def detect(cls, root):
+        raise KeyError("oops")
+
+
+def test_a_plugin_whose_detect_raises_is_skipped_with_a_warning(synthetic_root, caplog):
+    assert detected({"mvtec_ad": MVTecAD, "broken": Broken}, synthetic_root) == ["mvtec_ad"]
+    assert "dataset 'broken'" in caplog.text and "KeyError" in caplog.text
+
+
+def test_an_mvtec_category_missing_from_the_synthetic_set_reads_well(synthetic_root, tmp_path, capsys):
+    main(["--data-path", str(synthetic_root), "--category", "bottle", "--output", str(tmp_path), *SMALL])
+    err = capsys.readouterr().err
+    assert "unknown category 'bottle'" in err and "(a category of MVTec AD that is not downloaded" in err
