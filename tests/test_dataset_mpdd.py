@@ -98,7 +98,7 @@ def test_unknown_category_hints_at_mpdd_names(mpdd_root):
     with pytest.raises(DatasetError) as error:
         MPDD(mpdd_root).train("connector")
     message = str(error.value)
-    assert "'connector'" in message and "mpdd category that is not downloaded" in message
+    assert "'connector'" in message and "a category of mpdd that is not downloaded" in message
     assert "bracket_black, tubes" in message
     with pytest.raises(DatasetError, match="unknown category 'bottle'"):
         MPDD(mpdd_root).test("bottle")
