@@ -330,10 +330,22 @@ def failures_markdown(a: pd.DataFrame, b: pd.DataFrame) -> str:
     return "" if failed.empty else f"## Failed rows\n\n{failed.to_markdown(index=False)}\n"
 
 
+def other_data_note(settings_a: RunSettings, settings_b: RunSettings) -> str:
+    """A warning first when the runs read different data sets: categories of one name are then not the
+    same images, and their differences say nothing about the methods. (Another path to the same data
+    set is only a line under the settings.)"""
+    if settings_a.dataset == settings_b.dataset:
+        return ""
+    return (f"**The runs read different data sets: A {settings_a.dataset} ({settings_a.data}), B "
+            f"{settings_b.dataset} ({settings_b.data}).** Rows are paired by category name; compare runs "
+            "of one data set.\n")
+
+
 def compare_markdown(run_a: Path, run_b: Path, a: pd.DataFrame, b: pd.DataFrame, settings_a: RunSettings,
                      settings_b: RunSettings, diff: pd.DataFrame, columns: tuple[Column, ...]) -> str:
     # The interval summary comes first: it is the short answer to "what changed beyond the noise?".
-    parts = [f"# patchbench comparison\n\n- A: {run_a}\n- B: {run_b}\n", interval_markdown(diff, columns),
+    parts = [f"# patchbench comparison\n\n- A: {run_a}\n- B: {run_b}\n", other_data_note(settings_a, settings_b),
+             interval_markdown(diff, columns),
              "## Settings that differ\n\n" + settings_markdown(settings_a, settings_b),
              "## Means per method\n\n" + means_markdown(method_means(diff, columns), columns)]
     for label, which in (("Only in A", "A only"), ("Only in B", "B only")):

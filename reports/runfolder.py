@@ -139,7 +139,7 @@ def settings_from_json(data: dict, path: Path) -> RunSettings:
             f"{FORMAT!r} versions {FORMAT_VERSION} and {SEVERAL_BACKBONES_VERSION}: use the patchbench that "
             "wrote it, or run again")
     known = {key: data[key] for key in RunSettings.__dataclass_fields__ if key in data}
-    known.setdefault("dataset", OLD_RUNS_DATASET)
+    known["dataset"] = known.get("dataset") or OLD_RUNS_DATASET
     return RunSettings(**known)
 
 

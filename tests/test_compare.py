@@ -204,3 +204,13 @@ def test_a_failed_seed_leaves_no_mean_and_is_named(tmp_path):
     failures = markdown.split("## Failed rows", 1)[1].split("##", 1)[0]
     assert "seed" in failures and "boom" in failures
     assert table_row(markdown, "Image AUROC", "beta", "m2")[3:] == ["–", "–", "–"]
+
+
+def test_runs_of_different_data_sets_are_flagged_first(tmp_path):
+    a = run_a(tmp_path / "a")
+    b = write_run(tmp_path / "b", [{"category": "carpet", "method": "padim", "seed": 0, "image_auroc": 0.5}],
+                  RunSettings(seed=0, seeds=[0], backbone="resnet18", dataset="visa", data="/data/VisA"))
+    markdown, _ = compare(a, b)
+    head = markdown.split("## ")[0]
+    assert "**The runs read different data sets: A mvtec_ad" in head and "B visa (/data/VisA)" in head
+    assert "different data sets" not in compare(a, run_a(tmp_path / "a2"))[0]
