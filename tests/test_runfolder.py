@@ -8,7 +8,8 @@ from reports.errors import ReportError
 from reports.runfolder import RunFolder, RunSettings, read_settings
 
 SETTINGS = RunSettings(argv=["--methods", "patchcore"], data="/data/mvtec", dataset="mvtec_ad",
-                       categories=["bottle", "cable"], backbone="resnet18", weights="random", resize=256, crop=224, seed=3, pro_fpr_limit=0.3,
+                       categories=["bottle", "cable"], backbone="resnet18", weights="random", resize=256,
+                       crop=224, seed=3, pro_fpr_limit=0.3,
                        device="cpu", methods={"patchcore": {"coreset_ratio": 0.1, "num_neighbors": 9}},
                        versions={"patchbench": "0.1.0"})
 
