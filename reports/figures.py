@@ -1,9 +1,8 @@
 """Matplotlib figures of a run, each returned as PNG bytes.
 
-Figures are built on ``matplotlib.figure.Figure`` with the Agg canvas, never
-through pyplot: pyplot keeps every figure alive in a global registry and may
-pick an interactive backend, neither of which a report written at the end of a
-benchmark (or inside a test) wants.
+Built on ``matplotlib.figure.Figure`` with the Agg canvas, never through pyplot,
+which keeps every figure alive in a global registry and may pick an interactive
+backend: neither suits a report written at the end of a benchmark or a test.
 """
 
 from __future__ import annotations
@@ -235,9 +234,9 @@ def curves(predictions: dict[str, dict], fpr_limit: float, category: str,
            image_auroc: dict[str, float], au_pro: dict[str, float]) -> bytes:
     """Image ROC (left) and per-region overlap against pixel FPR (right) of one category.
 
-    ``predictions``: method -> saved prediction (``roc_fpr``/``roc_tpr``,
-    ``pro_fpr``/``pro_overlap``). The PRO panel shades the FPR range beyond
-    ``fpr_limit``, which AU-PRO leaves out.
+    ``predictions``: method -> saved prediction (``roc_fpr``/``roc_tpr``, ``pro_fpr``/``pro_overlap``).
+    The PRO panel shades the FPR range beyond ``fpr_limit``, which AU-PRO leaves out; it is empty
+    for a category without masks (AU-PRO NaN).
     """
     colors = method_colors(list(predictions))
     fig = new_figure(8.0, 3.0)
@@ -245,8 +244,9 @@ def curves(predictions: dict[str, dict], fpr_limit: float, category: str,
     for method, pred in predictions.items():
         roc.plot(pred["roc_fpr"], pred["roc_tpr"], color=colors[method], linewidth=1.4,
                  label=f"{method} (AUROC {image_auroc.get(method, np.nan):.3f})")
-        pro.plot(pred["pro_fpr"], pred["pro_overlap"], color=colors[method], linewidth=1.4,
-                 label=f"{method} (AU-PRO {au_pro.get(method, np.nan):.3f})")
+        if np.isfinite(au_pro.get(method, np.nan)):  # NaN: the category has no masks, so no PRO curve
+            pro.plot(pred["pro_fpr"], pred["pro_overlap"], color=colors[method], linewidth=1.4,
+                     label=f"{method} (AU-PRO {au_pro[method]:.3f})")
     roc.plot([0, 1], [0, 1], ":", color="0.5", linewidth=0.8)
     roc.set_title(f"{category}: image ROC", fontsize=9)
     roc.set_xlabel("false positive rate (good images)", fontsize=8)
@@ -262,7 +262,7 @@ def curves(predictions: dict[str, dict], fpr_limit: float, category: str,
         ax.set_ylim(0, 1.02)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="lower right")
+        ax.legend(fontsize=7, loc="lower right") if ax.get_legend_handles_labels()[0] else None  # no masks
     return to_png(fig)
 
 

@@ -212,7 +212,7 @@ def across_html(finished: pd.DataFrame, key: str, title: str) -> str:
     parts = [f'<h4 id="statistics-{key}">{html.escape(title)}</h4>']
     if dropped:
         parts.append(f'<p class="note">{dropped} of {dropped + n} categories left out: some method has no '
-                     "value there (a failed row or seed).</p>")
+                     "value there (a failed row or seed, or for a pixel metric a category without masks).</p>")
     if n == 0:
         return "\n".join(parts + ['<p class="note">No category where every method has a value.</p>'])
     parts.append(wilcoxon_html(table, key))

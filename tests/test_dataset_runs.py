@@ -9,6 +9,7 @@ import json
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -121,3 +122,18 @@ def test_some_defective_images_without_masks_fail_the_category_by_name(tmp_path)
         masks_given(samples)
     assert main(["--data-path", str(root), "--category", "bolts", "--output", str(tmp_path / "runs"), *SMALL]) == 1
     assert mask.stem.removesuffix("_mask") in read_results(run_dir(tmp_path / "runs"))["error"].item()
+
+
+def test_the_pro_panel_of_a_category_without_masks_is_left_empty(monkeypatch):
+    from reports import figures
+
+    drawn = []
+    monkeypatch.setattr(figures, "to_png", lambda fig: drawn.append(fig) or b"")
+    prediction = {"roc_fpr": np.array([0.0, 0.5, 1.0]), "roc_tpr": np.array([0.0, 1.0, 1.0]),
+                  "pro_fpr": np.array([0.0, np.nan]), "pro_overlap": np.array([0.0, np.nan])}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "no artists with labels" legend warning
+        figures.curves({"padim": prediction}, 0.3, "labels", {"padim": 0.9}, {"padim": float("nan")})
+    roc, pro = drawn[0].axes
+    assert roc.get_legend() is not None and pro.get_legend() is None
+    assert not [line for line in pro.lines if "AU-PRO" in str(line.get_label())]
