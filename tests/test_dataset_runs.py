@@ -137,3 +137,12 @@ def test_the_pro_panel_of_a_category_without_masks_is_left_empty(monkeypatch):
     roc, pro = drawn[0].axes
     assert roc.get_legend() is not None and pro.get_legend() is None
     assert not [line for line in pro.lines if "AU-PRO" in str(line.get_label())]
+
+
+def test_the_readme_table_lists_exactly_the_built_ins(registered):
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("## Real data sets")[1].split("\n## ")[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `")][1:]  # below the header
+    named = [line.split("`")[1] for line in rows]
+    assert named == ["mvtec_ad", *BUILT_IN]
+    assert set(named) == set(registered)
