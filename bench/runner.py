@@ -111,8 +111,8 @@ def run_settings(options, methods, data_root: Path, categories: list[str], built
         weights, device = str(options.weights), None
     return RunSettings(
         argv=list(options.argv), data=str(data_root), dataset=dataset.name, categories=categories,
-        backbone=names[0], backbones=names if len(names) > 1 else [], weights=weights, resize=options.resize, crop=options.crop,
-        seed=options.seed, pro_fpr_limit=options.pro_fpr_limit, seeds=method_seeds(options),
+        backbone=names[0], backbones=names if len(names) > 1 else [], weights=weights, resize=options.resize,
+        crop=options.crop, seed=options.seed, pro_fpr_limit=options.pro_fpr_limit, seeds=method_seeds(options),
         bootstrap=options.bootstrap, device=device, methods=method_settings(methods, options), versions=versions())
 
 

@@ -185,3 +185,26 @@ def list_images(folder: Path) -> list[Path]:
             continue
         images.append(path)
     return images
+
+
+def masks_by_stem(folder: Path, mask_suffix: str | None = None) -> dict[str, list[Path]]:
+    """The image files in ``folder`` (none if it is missing) under the stem of the image each may be
+    the mask of: its own stem, and for a name ending in ``mask_suffix`` (``_mask.png``) the stem before it."""
+    found: dict[str, list[Path]] = {}
+    for path in list_images(folder):
+        found.setdefault(path.stem, []).append(path)
+        if mask_suffix and path.name.endswith(mask_suffix):
+            found.setdefault(path.name[:-len(mask_suffix)], []).append(path)
+    return found
+
+
+def one_mask(image: Path, masks: Mapping[str, list[Path]], expected: str, fix: str) -> Path:
+    """The one mask filed under ``image``'s stem in ``masks`` (``masks_by_stem``). None: a
+    ``DatasetError`` saying what was ``expected`` and the ``fix``; several: one naming them all."""
+    candidates = masks.get(image.stem, [])
+    if len(candidates) == 1:
+        return candidates[0]
+    if not candidates:
+        raise DatasetError(f"defective image {image} has no mask; expected {expected}; {fix}")
+    raise DatasetError(f"defective image {image} has several masks: {', '.join(str(p) for p in candidates)}; "
+                       "keep one of them")

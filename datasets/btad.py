@@ -18,7 +18,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from datasets.base import GOOD, Dataset, Sample, list_images, require_folder, subfolders
+from datasets.base import (GOOD, Dataset, Sample, list_images, masks_by_stem, one_mask, require_folder,
+                           subfolders)
 from datasets.errors import DatasetError
 
 CATEGORIES: tuple[str, ...] = ("01", "02", "03")
@@ -66,10 +67,12 @@ class BTAD(Dataset):
             if kind == OK:
                 samples += [Sample(path, 0, GOOD) for path in images]
             else:
-                masks = masks_by_stem(folder / "ground_truth" / kind)
-                samples += [Sample(path, 1, kind, find_mask(path, masks, folder / "ground_truth" / kind,
-                                                            MASK_SUFFIX.get(category, ".png")))
-                            for path in images]
+                truth = folder / "ground_truth" / kind
+                masks = masks_by_stem(truth)
+                samples += [Sample(path, 1, kind, one_mask(
+                    path, masks, f"{truth / (path.stem + MASK_SUFFIX.get(category, '.png'))} (the image's stem, "
+                    "any image extension)", f"add the mask or move the image out of {path.parent}"))
+                    for path in images]
         if not samples:
             raise DatasetError(f"{test} has no images in its subfolders; expected {test}/ok and "
                                f"{test}/ko ({LAYOUT})")
@@ -84,27 +87,3 @@ class BTAD(Dataset):
             self.resolve(category)  # raises: unknown category, with what is there
         return folder
 
-
-def masks_by_stem(folder: Path) -> dict[str, list[Path]]:
-    """The image files in ``folder`` grouped by stem (none if ``folder`` is missing)."""
-    found: dict[str, list[Path]] = {}
-    for path in list_images(folder):
-        found.setdefault(path.stem, []).append(path)
-    return found
-
-
-def find_mask(image: Path, masks: dict[str, list[Path]], folder: Path, suffix: str) -> Path:
-    """The one mask of ``image`` among ``masks`` (from ``masks_by_stem(folder)``); a
-    ``DatasetError`` names the expected file (stem + ``suffix``) if there is none, and every
-    candidate if there are several."""
-    candidates = masks.get(image.stem, [])
-    if len(candidates) == 1:
-        return candidates[0]
-    if not candidates:
-        raise DatasetError(
-            f"defective test image {image} has no mask; expected {folder / (image.stem + suffix)} "
-            f"(the image's stem, any image extension); add the mask or move the image out of "
-            f"{image.parent}")
-    raise DatasetError(
-        f"defective test image {image} has several masks: {', '.join(str(p) for p in candidates)}; "
-        f"keep one of them")

@@ -35,7 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
-from datasets.base import GOOD, Dataset, Sample, list_images, require_folder, subfolders
+from datasets.base import (GOOD, Dataset, Sample, list_images, masks_by_stem, one_mask, require_folder,
+                           subfolders)
 from datasets.errors import DatasetError
 
 logger = logging.getLogger("patchbench")
@@ -95,8 +96,11 @@ class Folder(Dataset):
         masks = folder / MASKS_FOLDER
         if not masks.is_dir():
             return [Sample(path, 1, BAD_FOLDER) for path in bad] + held_out
-        index = masks_by_stem(masks)
-        defective = [Sample(path, 1, BAD_FOLDER, find_mask(path, index, masks)) for path in bad]
+        index = masks_by_stem(masks, "_mask.png")
+        defective = [Sample(path, 1, BAD_FOLDER, one_mask(
+            path, index, f"{masks / (path.stem + '.png')} (any image extension) or "
+            f"{masks / (path.stem + '_mask.png')}", f"add it, or remove {masks} to run without pixel metrics"))
+            for path in bad]
         return defective + held_out
 
     def _own_name(self) -> str:
@@ -134,29 +138,3 @@ def held_out_indices(n: int, seed: int, category: str, folder: Path) -> np.ndarr
     rng = np.random.default_rng([seed % 2**64, zlib.crc32(category.encode("utf-8"))])
     return np.sort(rng.permutation(n)[:held_out])
 
-
-def masks_by_stem(folder: Path) -> dict[str, list[Path]]:
-    """The image files in ``folder`` under the stem of the image each may belong to: its own stem,
-    and for ``<stem>_mask.png`` also ``<stem>``."""
-    found: dict[str, list[Path]] = {}
-    for path in list_images(folder):
-        found.setdefault(path.stem, []).append(path)
-        if path.name.endswith("_mask.png"):
-            found.setdefault(path.name[:-len("_mask.png")], []).append(path)
-    return found
-
-
-def find_mask(image: Path, masks: dict[str, list[Path]], folder: Path) -> Path:
-    """The mask of ``image`` among ``masks`` (``masks_by_stem(folder)``): ``<stem>.<any image ext>``
-    or ``<stem>_mask.png``; a ``DatasetError`` names the expected path if there is none and every
-    candidate if there are several."""
-    candidates = masks.get(image.stem, [])
-    if len(candidates) == 1:
-        return candidates[0]
-    if not candidates:
-        raise DatasetError(
-            f"defective image {image} has no mask; expected {folder / (image.stem + '.png')} (any image "
-            f"extension) or {folder / (image.stem + '_mask.png')}; add it, or remove {folder} to run "
-            f"without pixel metrics")
-    raise DatasetError(f"defective image {image} has several masks: "
-                       f"{', '.join(str(p) for p in candidates)}; keep one of them")

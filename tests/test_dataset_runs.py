@@ -81,7 +81,8 @@ def test_loco_run_shows_spro_beside_au_pro_for_logical_structural_and_both(tmp_p
         for subset in ("", ".logical", ".structural", ".mean_of_subsets"):
             assert results[f"{metric}{subset}"].between(0, 1).all(), f"{metric}{subset}"
     assert printed.index("### AU-PRO (MVTec protocol") < printed.index("### AU-sPRO (saturated per-region overlap")
-    assert "### AU-sPRO (saturated per-region overlap, MVTec LOCO protocol, FPR up to 0.3): logical anomalies" in printed
+    assert ("### AU-sPRO (saturated per-region overlap, MVTec LOCO protocol, FPR up to 0.3): logical anomalies"
+            in printed)
 
 
 def test_a_dask_worker_reads_the_runs_dataset(tmp_path, monkeypatch):
