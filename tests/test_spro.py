@@ -11,7 +11,7 @@ from scipy import ndimage
 import metrics
 from metrics import MetricError, MetricWarning
 from metrics.pro import area_up_to
-from tests.metric_fixtures import random_pixel_data
+from tests.metric_fixtures import random_pixel_data, reference_area
 
 
 def row_mask(shape, row, cols):
@@ -173,19 +173,6 @@ def reference_spro_curve(maps, regions):
                  for i, image in enumerate(regions) for mask, sat in image]
         spros.append(sum(terms) / len(terms))
     return np.array(fprs), np.array(spros)
-
-
-def reference_area(x, y, limit):
-    """Trapezoids segment by segment, the one crossing the limit cut at the interpolated point."""
-    area = 0.0
-    for x0, x1, y0, y1 in zip(x[:-1], x[1:], y[:-1], y[1:]):
-        if x0 >= limit:
-            break
-        if x1 > limit:
-            y1 = y0 + (y1 - y0) * (limit - x0) / (x1 - x0)
-            x1 = limit
-        area += (x1 - x0) * (y0 + y1) / 2
-    return area / limit
 
 
 @pytest.mark.parametrize("seed", range(8))
