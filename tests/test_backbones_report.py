@@ -42,7 +42,8 @@ RESAMPLES = 50
 
 
 def several_settings() -> RunSettings:
-    return RunSettings(argv=["--backbone", ",".join(BACKBONES)], data="/data", dataset="mvtec_ad", categories=list(CATEGORIES),
+    return RunSettings(argv=["--backbone", ",".join(BACKBONES)], data="/data", dataset="mvtec_ad",
+                       categories=list(CATEGORIES),
                        backbone=BACKBONES[0], backbones=list(BACKBONES),
                        weights="resnet18: random, wide_resnet50_2: imagenet", seed=0, seeds=[0],
                        bootstrap=RESAMPLES, methods={m: {} for m in METHODS})
