@@ -85,12 +85,14 @@ class MVTecAD2(Dataset):
                     f"patchbench scores {PUBLIC}; unpack {PUBLIC} from the category's archive into {folder}")
             raise DatasetError(f"{folder} has no {PUBLIC} folder; expected {public}/good, {public}/bad and "
                                f"{public}/ground_truth/bad ({LAYOUT})")
+        # both halves, or image AUROC is undefined (NaN) with no word of which folder is missing
+        for half in (GOOD, BAD):
+            if not list_images(public / half):
+                raise DatasetError(f"{public / half} is missing or has no images; restore it from the "
+                                   f"category's archive ({LAYOUT})")
         samples = [Sample(path, 0, GOOD) for path in list_images(public / GOOD)]
         truth = public / "ground_truth" / BAD
         samples += [Sample(path, 1, BAD, mask_for(path, truth)) for path in list_images(public / BAD)]
-        if not samples:
-            raise DatasetError(f"{public} has no images in good/ or bad/; restore them from the category's "
-                               f"archive ({LAYOUT})")
         return sorted(samples, key=lambda sample: (sample.defect, sample.image_path.name))
 
     def _folder(self, category: str) -> Path:

@@ -117,6 +117,8 @@ class VisA(Dataset):
                 raise DatasetError(f"{self.root / category} is not listed in {self.root / SPLIT_CSV}, so it "
                                    f"has no train/test split; restore the published 1cls.csv ({SOURCE})")
             self.resolve(category)  # the unknown-category error, with what is there
+            raise DatasetError(f"train() and test() take one category name, not a selection; got {category!r} "
+                               f"(Dataset.resolve turns a selection into names)")
         rows = [row for row in self.rows() if row.object == category and row.split == split]
         if not rows:
             raise DatasetError(f"{self.root / SPLIT_CSV} lists no {split} images of {category}; "
@@ -189,6 +191,8 @@ def _row(path: Path, line: int, fields: list[str], columns: dict[str, int], widt
     problem = _path_problem(image, obj, "image") or (mask and _path_problem(mask, obj, "mask"))
     if problem:
         raise DatasetError(f"{where}: {problem}; fix the row")
+    # one spelling per file (a Windows "\", a "./" or "//"), so a file listed twice is seen as one
+    image, mask = _clean(image), mask and _clean(mask)
     if value["label"] == ANOMALY and value["split"] == "train":
         raise DatasetError(f"{where}: a train image labelled anomaly; the 1-class split trains on normal "
                            f"images only (is this 2cls_*.csv?); use the published 1cls.csv ({SOURCE})")
@@ -199,6 +203,11 @@ def _row(path: Path, line: int, fields: list[str], columns: dict[str, int], widt
         raise DatasetError(f"{where}: normal image {image} lists a mask ({mask}); normal images have none, "
                            f"empty the mask column or label the row anomaly")
     return Row(obj, value["split"], value["label"], image, mask, line)
+
+
+def _clean(relative: str) -> str:
+    """A CSV path in one spelling: ``/`` between parts, no ``.`` parts or doubled separators."""
+    return PurePosixPath(relative.replace("\\", "/")).as_posix()
 
 
 def _path_problem(relative: str, obj: str, column: str) -> str | None:

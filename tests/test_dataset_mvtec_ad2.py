@@ -111,9 +111,10 @@ def test_empty_folders(ad2_root):
     shutil.rmtree(ad2_root / "can" / "train")
     assert MVTecAD2(ad2_root).categories() == ["can", "vial"]  # still a category: its test sets are there
     assert "train/good does not exist" in error_of(lambda: MVTecAD2(ad2_root).train("can"))
-    for kind in ("good", "bad"):
-        shutil.rmtree(ad2_root / "vial" / "test_public" / kind)
-    assert "test_public has no images in good/ or bad/" in error_of(lambda: MVTecAD2(ad2_root).test("vial"))
+    shutil.rmtree(ad2_root / "vial" / "test_public" / "bad")  # half unpacked: no defective images
+    assert "vial/test_public/bad is missing or has no images" in error_of(lambda: MVTecAD2(ad2_root).test("vial"))
+    shutil.rmtree(ad2_root / "can" / "test_public" / "good")
+    assert "can/test_public/good is missing or has no images" in error_of(lambda: MVTecAD2(ad2_root).test("can"))
 
 
 def test_unknown_category_and_missing_root(ad2_root, tmp_path):

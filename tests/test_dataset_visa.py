@@ -287,3 +287,25 @@ def test_object_without_test_rows(visa_root):
 def test_missing_root(tmp_path):
     message = error_of(lambda: VisA(tmp_path / "nowhere").categories())
     assert "does not exist" in message and "split_csv/1cls.csv" in message
+
+
+
+def test_one_file_in_two_spellings_is_a_duplicate_and_backslashes_are_read(tmp_path):
+    root = write_visa_tree(tmp_path / "visa")
+    csv_path = root / "split_csv" / "1cls.csv"
+    rows = csv_path.read_text().splitlines()
+    train = next(line for line in rows if ",train," in line)
+    obj, _, label, image, mask = train.split(",")
+    windows = f"{obj},train,{label},{image.replace('/', chr(92))},{mask}"
+    csv_path.write_text("\n".join([line if line != train else windows for line in rows]) + "\n")
+    assert any(s.image_path == root / image for s in VisA(root).train(obj))  # the "\\" path found
+    again = f"{obj},test,{label},{image.replace('/Data/', '/Data//')},{mask}"
+    csv_path.write_text(csv_path.read_text() + again + "\n")
+    with pytest.raises(DatasetError, match=r"is listed again \(first on line"):
+        VisA(root).train(obj)
+
+
+def test_a_selection_is_not_one_category(tmp_path):
+    root = write_visa_tree(tmp_path / "visa")
+    with pytest.raises(DatasetError, match="take one category name, not a selection; got 'complex_structure'"):
+        VisA(root).train("complex_structure")
