@@ -161,6 +161,17 @@ def model_files(method, folder: str, backbone, options, layers, category: str) -
         return {f"{folder}/{p.name}": p.read_bytes() for p in sorted((Path(tmp) / "m").iterdir())}
 
 
+def warn_empty_masks(category: str, samples: list, masks: np.ndarray) -> None:
+    """One warning when defective images have a mask without a defect pixel at the evaluated size: the
+    file is empty, encoded as this reader does not expect (a palette whose defect colours are black), or
+    the crop cut the defect away. Their defects then count as good pixels; the numbers stand, said."""
+    empty = [s.mask_path for s, mask in zip(samples, masks) if s.label and s.mask_path is not None and not mask.any()]
+    if empty:
+        logger.warning("warning: [%s] %d defective test images have no defect pixel in their mask at the "
+                       "evaluated size (the first: %s); check the masks, or a larger --crop", category,
+                       len(empty), empty[0])
+
+
 def run_unit(unit: Unit, methods: dict[str, type[AnomalyMethod]], options, data_root: Path, naming: Naming,
              emit: Emit, backbones: Callable | None = None, dataset: Dataset | None = None) -> None:
     """Do ``unit``'s rows, calling ``emit(row, files)`` as each finishes (see the module docstring).
@@ -187,6 +198,7 @@ def run_unit(unit: Unit, methods: dict[str, type[AnomalyMethod]], options, data_
         regions = dataset.regions(unit.category, test_samples, options.resize, options.crop)
         subsets = subset_images(dataset.subsets, test_samples)
         masked = masks_given(test_samples)
+        warn_empty_masks(unit.category, test_samples, masks)
         if not masked:
             logger.info("[%s] the dataset gives no masks for the defective images: pixel metrics are not computed",
                         unit.category)

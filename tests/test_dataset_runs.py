@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from PIL import Image
 import pytest
 
 from bench.cli import main
@@ -147,3 +148,12 @@ def test_the_readme_table_lists_exactly_the_built_ins(registered):
     named = [line.split("`")[1] for line in rows]
     assert named == ["mvtec_ad", *BUILT_IN]
     assert set(named) == set(registered)
+
+
+def test_a_defective_image_whose_mask_reads_empty_is_named(tmp_path, caplog):
+    root = tree("btad", tmp_path / "data")
+    mask = sorted((root / "02" / "ground_truth" / "ko").iterdir())[0]
+    Image.fromarray(np.zeros(Image.open(mask).size[::-1], np.uint8)).save(mask)
+    assert main(["--data-path", str(root), "--category", "02", "--output", str(tmp_path / "runs"), *SMALL]) == 0
+    expected = f"[02] 1 defective test images have no defect pixel in their mask at the evaluated size (the first: {mask})"
+    assert expected in caplog.text
