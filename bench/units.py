@@ -139,7 +139,9 @@ def intervals(labels: np.ndarray, masks: np.ndarray, prediction: Prediction, n_r
                      "pixel_auroc": (metrics.pixel_auroc, masks, prediction.maps),
                      "pro": (functools.partial(metrics.au_pro, fpr_limit=fpr_limit), masks, prediction.maps)}
     columns = {}
-    for key, (metric, *arrays) in list(metric_arrays.items())[:None if pixels else 1]:
+    for key, (metric, *arrays) in metric_arrays.items():
+        if not pixels and key != "image_auroc":
+            continue
         columns[f"{key}_low"], columns[f"{key}_high"] = metrics.bootstrap_ci(
             metric, *arrays, n_resamples=n_resamples, seed=seed)
     return columns
