@@ -11,7 +11,7 @@ from pathlib import Path
 
 from bench import log
 from bench.errors import USER_ERRORS, PatchbenchError
-from bench.dataset_choice import choose_dataset, detected, list_datasets
+from bench.dataset_choice import choose_dataset, list_datasets
 from bench.plugins import available_datasets, available_methods, plugin_manager
 from methods.options import float_range, int_range, positive_int
 
@@ -237,11 +237,7 @@ def _run_command(argv: list[str]) -> tuple[int, bool]:
         data_root = options.data_path.resolve()
     else:
         data_root = None
-    dataset_class = choose_dataset(datasets, options.dataset, data_root)
-    if options.dataset is None and data_root is not None:
-        log.logger.info("dataset: %s, %s (--dataset chooses another)", dataset_class.name,
-                        f"detected from the layout of {data_root}" if detected(datasets, data_root)
-                        else f"the default: no registered layout matches {data_root} (see --list-datasets)")
+    dataset_class = choose_dataset(datasets, options.dataset, data_root)  # logs what it detected
     options.dataset = dataset_class.name  # what the workers, run.json and --resume read
     data_root = data_root or ensure_synthetic(seed=options.seed)
     dataset = dataset_class.from_config(data_root, options)

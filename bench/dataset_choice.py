@@ -36,11 +36,16 @@ def choose_dataset(registered: dict[str, type[Dataset]], name: str | None, root:
     if len(found) > 1:
         raise PatchbenchError(f"{root} looks like several dataset layouts ({', '.join(found)}); "
                               "choose one with --dataset")
-    if not found and root.is_dir() and len(detected(registered, root.parent)) == 1:
-        (name,) = detected(registered, root.parent)
-        raise PatchbenchError(f"{root} looks like one category of a {name} data set; pass its parent, "
+    if found:
+        logger.info("dataset: %s, detected from the layout of %s (--dataset chooses another)", found[0], root)
+        return registered[found[0]]
+    parent = detected(registered, root.parent) if root.is_dir() else []
+    if len(parent) == 1:
+        raise PatchbenchError(f"{root} looks like one category of a {parent[0]} data set; pass its parent, "
                               f"--data-path {root.parent} --category {root.name}")
-    return registered[found[0] if found else DEFAULT]
+    logger.info("dataset: %s, the default: no registered layout matches %s (see --list-datasets; --dataset "
+                "chooses another)", DEFAULT, root)
+    return registered[DEFAULT]
 
 
 def detected(registered: dict[str, type[Dataset]], root: Path) -> list[str]:

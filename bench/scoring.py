@@ -26,9 +26,9 @@ import metrics
 from datasets.base import Region, Sample
 from datasets.errors import DatasetError
 from methods.base import Prediction
+from reports.tables import MEAN_OF_SUBSETS, SUBSET
 
 SUBSET_METRICS = ("image_auroc", "pro")
-MEAN_OF_SUBSETS = "mean_of_subsets"
 
 
 def subset_images(subsets: Mapping[str, Sequence[str]], samples: Sequence[Sample]) -> dict[str, np.ndarray]:
@@ -71,11 +71,12 @@ def score(labels: np.ndarray, masks: np.ndarray, prediction: Prediction, *, fpr_
         for name, index in (subsets or {}).items():
             part = metrics.evaluate(labels[index], scores[index], masks[index], maps[index], fpr_limit=fpr_limit,
                                     method=method)
-            columns.update({f"{key}.{name}": getattr(part, key) for key in SUBSET_METRICS})
+            columns.update({f"{key}{SUBSET}{name}": getattr(part, key) for key in SUBSET_METRICS})
             if regions is not None:
-                columns[f"spro.{name}"] = metrics.au_spro(maps[index], [regions[i] for i in index], fpr_limit,
+                columns[f"spro{SUBSET}{name}"] = metrics.au_spro(maps[index], [regions[i] for i in index], fpr_limit,
                                                           method=method)
     if len(subsets or {}) > 1:
         for key in (*SUBSET_METRICS, *(["spro"] if regions is not None else [])):
-            columns[f"{key}.{MEAN_OF_SUBSETS}"] = float(np.mean([columns[f"{key}.{name}"] for name in subsets]))
+            columns[f"{key}{SUBSET}{MEAN_OF_SUBSETS}"] = float(np.mean([columns[f"{key}{SUBSET}{name}"]
+                                                                        for name in subsets]))
     return evaluation, columns

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from datasets import mvtec
 from datasets.base import Dataset, Sample, subfolders
-from datasets.categories import CATEGORY_GROUPS
+from datasets.categories import CATEGORY_GROUPS, resolve_categories
 
 
 class MVTecAD(Dataset):
@@ -37,4 +37,4 @@ class MVTecAD(Dataset):
         return mvtec.load_split(self.root, category, "test")
 
     def resolve(self, spec: str) -> list[str]:
-        return mvtec.resolve_categories(self.root, spec, CATEGORY_GROUPS)
+        return resolve_categories(self.root, spec)
